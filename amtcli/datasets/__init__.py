@@ -1,0 +1,1 @@
+"""Dataset layouts (MusicNet, MAESTRO) and the synthetic corpus factory."""

@@ -1,0 +1,138 @@
+"""Options as frozen dataclasses, validated once on creation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from amtcli.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """How a model turns audio into features.
+
+    Attributes:
+        sample_rate: audio rate in Hz the model expects; input is resampled to it.
+        hop_samples: samples between frames (frame rate = sample_rate / hop_samples).
+        kind: "logmel" (n_fft, n_mels, fmin_hz, fmax_hz used) or "cqt"/"hcqt".
+        n_fft: FFT size in samples for "logmel".
+        n_bins: mel bands (logmel) or CQT bins (cqt/hcqt).
+        fmin_hz, fmax_hz: frequency range in Hz.
+        bins_per_octave: CQT resolution.
+        harmonics: HCQT harmonics (channels); (1.0,) for a plain CQT.
+    """
+
+    sample_rate: int = 16000
+    hop_samples: int = 320
+    kind: str = "logmel"
+    n_fft: int = 2048
+    n_bins: int = 229
+    fmin_hz: float = 30.0
+    fmax_hz: float = 8000.0
+    bins_per_octave: int = 36
+    harmonics: tuple[float, ...] = (1.0,)
+
+    def __post_init__(self) -> None:
+        if self.sample_rate <= 0 or self.hop_samples <= 0:
+            raise ConfigError("sample_rate and hop_samples must be positive")
+        if self.kind not in ("logmel", "cqt", "hcqt"):
+            raise ConfigError(f"unknown feature kind {self.kind!r}; use logmel, cqt or hcqt")
+        if not 0 < self.fmin_hz < self.fmax_hz <= self.sample_rate / 2:
+            raise ConfigError("need 0 < fmin_hz < fmax_hz <= sample_rate / 2")
+        object.__setattr__(self, "harmonics", tuple(float(h) for h in self.harmonics))
+
+    @property
+    def frame_rate_hz(self) -> float:
+        return self.sample_rate / self.hop_samples
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["harmonics"] = list(self.harmonics)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FeatureSpec":
+        data = dict(data)
+        if "harmonics" in data:
+            data["harmonics"] = tuple(data["harmonics"])
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"bad feature spec: {exc}") from None
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """Windowing on the frame grid: windows and hops are whole numbers of frames.
+
+    Attributes:
+        hop_samples: samples per frame (from the FeatureSpec).
+        window_frames: frames per window (10 s at 50 frames/s = 500).
+        hop_frames: frames between window starts (5 s = 250).
+    """
+
+    hop_samples: int
+    window_frames: int
+    hop_frames: int
+
+    def __post_init__(self) -> None:
+        if self.hop_samples <= 0 or self.window_frames <= 0 or self.hop_frames <= 0:
+            raise ConfigError("window sizes must be positive")
+        if self.hop_frames > self.window_frames:
+            raise ConfigError("window hop must not exceed the window length (gaps would be lost)")
+        if (self.window_frames - self.hop_frames) % 2:
+            raise ConfigError("window overlap must be an even number of frames (centre crop)")
+
+    @classmethod
+    def from_seconds(cls, features: FeatureSpec, window_s: float = 10.0, hop_s: float = 5.0) -> "WindowSpec":
+        """Build from seconds; both must be whole numbers of frames for ``features``."""
+        window_frames = window_s * features.frame_rate_hz
+        hop_frames = hop_s * features.frame_rate_hz
+        for name, value in (("window", window_frames), ("hop", hop_frames)):
+            if abs(value - round(value)) > 1e-9:
+                raise ConfigError(
+                    f"{name} of {window_s if name == 'window' else hop_s} s is not a whole number "
+                    f"of frames at {features.frame_rate_hz:g} frames/s"
+                )
+        return cls(features.hop_samples, int(round(window_frames)), int(round(hop_frames)))
+
+    @property
+    def window_samples(self) -> int:
+        return self.window_frames * self.hop_samples
+
+    @property
+    def hop_window_samples(self) -> int:
+        return self.hop_frames * self.hop_samples
+
+    @property
+    def margin_frames(self) -> int:
+        """Frames dropped at each inner window edge when stitching."""
+        return (self.window_frames - self.hop_frames) // 2
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Turning frame posteriors into notes.
+
+    Attributes:
+        onset_threshold: onset probability a peak must reach to start a note.
+        frame_threshold: frame probability that keeps a note sounding.
+        min_duration_s: notes shorter than this are dropped (frame-only decoding).
+        gap_fill_s: gaps shorter than this inside a note are filled (frame-only decoding).
+        reonset_threshold: for frame-only decoding, a rise in frame probability by this
+            much within a held note splits it (re-attack); 0 disables.
+    """
+
+    onset_threshold: float = 0.5
+    frame_threshold: float = 0.5
+    min_duration_s: float = 0.05
+    gap_fill_s: float = 0.04
+    reonset_threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("onset_threshold", "frame_threshold"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ConfigError(f"{name} must be between 0 and 1, got {value}")
+        if self.min_duration_s < 0 or self.gap_fill_s < 0 or self.reonset_threshold < 0:
+            raise ConfigError("durations and thresholds must not be negative")
