@@ -32,7 +32,14 @@ def read_musicnet_labels(path: str | os.PathLike) -> list[Note]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelError(f"{path}: cannot read label file ({exc})") from None
-    rows = csv.reader(text.splitlines())
+    try:
+        return _parse_rows(path, list(csv.reader(text.splitlines())))
+    except csv.Error as exc:
+        raise LabelError(f"{path}: malformed CSV ({exc})") from None
+
+
+def _parse_rows(path: Path, table: list[list[str]]) -> list[Note]:
+    rows = iter(table)
     header = next(rows, None)
     if header is None or [h.strip() for h in header[:4]] != list(COLUMNS[:4]):
         raise LabelError(
@@ -62,7 +69,7 @@ def read_musicnet_labels(path: str | os.PathLike) -> list[Note]:
                     program=code - 1,
                 )
             )
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             raise LabelError(f"{path}:{line_no}: {exc}") from None
     return notes
 

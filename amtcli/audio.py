@@ -1,0 +1,107 @@
+"""Audio loading: any format libsndfile reads (wav, flac, ogg, mp3), any rate, any
+channel count, int or float; mixed to mono and resampled with soxr.
+
+Reading is done block by block so that a long multichannel file at a high rate is
+never held in memory at its original size.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from amtcli.errors import AudioError
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff")
+_BLOCK_FRAMES = 1 << 18
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Mono audio.
+
+    Attributes:
+        samples: float32 array (n_samples,), nominally in [-1, 1].
+        sample_rate: Hz.
+        source: the file it came from ("" for in-memory audio).
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+    source: str = ""
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int) -> Audio:
+    """Read ``path``, mix to mono and resample to ``sample_rate`` Hz.
+
+    Raises AudioError with a one-line message for a missing file, a directory, an
+    empty file, an undecodable or corrupt file, and non-finite samples. Silence is valid.
+    """
+    import soundfile as sf
+    import soxr
+
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: file is empty (0 bytes)")
+    try:
+        handle = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioError(f"{path}: cannot decode audio ({_reason(exc)}); use wav, flac, ogg or mp3") from None
+    chunks: list[np.ndarray] = []
+    with handle:
+        if handle.frames == 0:
+            raise AudioError(f"{path}: contains no audio samples")
+        source_rate = int(handle.samplerate)
+        resampler = None
+        if source_rate != sample_rate:
+            resampler = soxr.ResampleStream(source_rate, sample_rate, 1, dtype="float32", quality="HQ")
+        try:
+            while True:
+                block = handle.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                last = block.shape[0] < _BLOCK_FRAMES
+                mono = block.mean(axis=1, dtype=np.float32)
+                if not np.isfinite(mono).all():
+                    raise AudioError(f"{path}: contains NaN or infinite samples")
+                if resampler is not None:
+                    mono = resampler.resample_chunk(mono, last=last)
+                chunks.append(np.ascontiguousarray(mono, dtype=np.float32))
+                if last:
+                    break
+        except sf.LibsndfileError as exc:
+            raise AudioError(f"{path}: corrupt audio ({_reason(exc)})") from None
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    if samples.size == 0:
+        raise AudioError(f"{path}: contains no audio samples after resampling")
+    return Audio(samples=samples, sample_rate=sample_rate, source=str(path))
+
+
+def audio_from_array(samples: np.ndarray, sample_rate: int, target_rate: int) -> Audio:
+    """Wrap an in-memory array (n,) or (n, channels) as mono Audio at ``target_rate``."""
+    import soxr
+
+    array = np.asarray(samples, dtype=np.float32)
+    if array.ndim == 2:
+        array = array.mean(axis=1)
+    if array.ndim != 1 or array.size == 0:
+        raise AudioError("audio array must be non-empty with shape (n,) or (n, channels)")
+    if not np.isfinite(array).all():
+        raise AudioError("audio contains NaN or infinite samples")
+    if sample_rate != target_rate:
+        array = soxr.resample(array, sample_rate, target_rate, quality="HQ").astype(np.float32)
+    return Audio(samples=array, sample_rate=target_rate)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    return text.split(": ", 1)[-1] if "Error opening" in text else text

@@ -1,0 +1,142 @@
+"""Checkpoints: a folder with ``config.json`` + ``model.safetensors`` (+ ``README.md``).
+
+This is the layout the Hugging Face Hub serves. ``config.json`` holds the family
+name and the family's config dict; weights load with strict key checking. No
+pickles, no class names evaluated from files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from amtcli.atomic import atomic_path
+from amtcli.errors import ModelError
+from amtcli.options import FeatureSpec
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "README.md"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """How to build a family's model from its config dict."""
+
+    name: str
+    build: Callable[[dict], nn.Module]
+    features: Callable[[dict], FeatureSpec]
+    loss: Callable[[dict, dict], dict]
+
+
+def _onf() -> FamilySpec:
+    from amtcli.families.onsets_frames import OnsetsFrames, OnsetsFramesConfig, onsets_frames_loss
+
+    return FamilySpec(
+        "onf",
+        lambda cfg: OnsetsFrames(OnsetsFramesConfig.from_dict(cfg)),
+        lambda cfg: OnsetsFramesConfig.from_dict(cfg).features,
+        onsets_frames_loss,
+    )
+
+
+_FAMILIES: dict[str, Callable[[], FamilySpec]] = {"onf": _onf}
+
+
+def family_names() -> list[str]:
+    """Names of the model families this version can build."""
+    return sorted(_FAMILIES)
+
+
+def get_family(name: str) -> FamilySpec:
+    if name not in _FAMILIES:
+        raise ModelError(f"unknown model family {name!r}; known: {', '.join(family_names())}")
+    return _FAMILIES[name]()
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference.
+
+    Attributes:
+        name: registry name or folder the weights came from.
+        family: family name ("onf", ...).
+        module: the torch module, in eval mode, on ``device``.
+        features: its FeatureSpec (sample rate, frame rate).
+        config: the family config dict from config.json.
+        device: torch device the module lives on.
+    """
+
+    name: str
+    family: str
+    module: nn.Module
+    features: FeatureSpec
+    config: dict
+    device: torch.device
+
+
+def save_checkpoint(folder: str | os.PathLike, family: str, config: dict, module: nn.Module,
+                    extra: dict[str, Any] | None = None, overwrite: bool = True) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` atomically into ``folder``."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    with atomic_path(folder / WEIGHTS_FILE, overwrite=overwrite) as tmp:
+        save_file(state, str(tmp), metadata={"family": family})
+    payload = {"format_version": FORMAT_VERSION, "family": family, "config": config, **(extra or {})}
+    with atomic_path(folder / CONFIG_FILE, overwrite=overwrite) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return folder
+
+
+def read_config(folder: Path) -> dict:
+    """Parse and check ``config.json`` of a checkpoint folder."""
+    path = folder / CONFIG_FILE
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{folder}: not a checkpoint folder (no {CONFIG_FILE})") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: unreadable config ({exc})") from None
+    if not isinstance(payload, dict) or "family" not in payload or "config" not in payload:
+        raise ModelError(f"{path}: config must have 'family' and 'config' keys")
+    return payload
+
+
+def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu", name: str | None = None) -> LoadedModel:
+    """Build the model described by ``folder`` and load its weights strictly."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    payload = read_config(folder)
+    family = get_family(payload["family"])
+    try:
+        module = family.build(payload["config"])
+        features = family.features(payload["config"])
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{folder / CONFIG_FILE}: config does not fit family {family.name!r} ({exc})") from None
+    weights = folder / WEIGHTS_FILE
+    try:
+        state = load_file(str(weights))
+    except FileNotFoundError:
+        raise ModelError(f"{folder}: no {WEIGHTS_FILE}") from None
+    except (SafetensorError, OSError) as exc:
+        raise ModelError(f"{weights}: unreadable weights ({exc})") from None
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise ModelError(f"{weights}: weights do not match the config ({first})") from None
+    device = torch.device(device)
+    module.to(device).eval()
+    return LoadedModel(name or folder.name, family.name, module, features, payload["config"], device)

@@ -1,0 +1,189 @@
+"""The ``amtcli`` command line. Thin: parse flags, call a command module, map errors
+to one line and an exit code. Heavy libraries are imported inside commands so that
+``amtcli --help`` answers instantly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from amtcli import __version__
+
+app = typer.Typer(
+    name="amtcli",
+    help="Automatic music transcription: audio in, notes out (MIDI, CSV, piano roll).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="List and inspect transcription models.", no_args_is_help=True)
+data_app = typer.Typer(help="Make and inspect training datasets.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(data_app, name="data")
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    _console(stderr=True).print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _run(func, *args, **kwargs) -> None:
+    """Call a command; AmtError becomes one line on stderr and exit code 2."""
+    from amtcli.errors import AmtError
+
+    try:
+        code = func(*args, **kwargs)
+    except AmtError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted; finished outputs are complete, nothing half-written was left", 130)
+    raise typer.Exit(code or 0)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"amtcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+) -> None:
+    """Automatic music transcription: audio in, notes out."""
+
+
+@app.command()
+def transcribe(
+    inputs: list[Path] = typer.Argument(..., help="Audio files and/or folders (wav, flac, ogg, mp3)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (one input) or folder."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Folder for outputs; mirrors input folders."),
+    model: str = typer.Option("onf", "--model", "-m", help="Model name or checkpoint folder."),
+    formats: Optional[str] = typer.Option(None, "--format", "-f", help="mid,csv,png or all (default: from -o, else mid)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Search folders recursively."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose outputs all exist (resume)."),
+    onset_threshold: float = typer.Option(0.5, help="Onset probability that starts a note."),
+    frame_threshold: float = typer.Option(0.5, help="Frame probability that keeps a note sounding."),
+) -> None:
+    """Transcribe audio files or folders to MIDI, CSV note lists and piano-roll PNGs."""
+    from amtcli.commands.transcribe import TranscribeRequest, run_transcribe
+    from amtcli.writers.naming import parse_formats
+    from amtcli.errors import AmtError
+
+    try:
+        request = TranscribeRequest(
+            inputs=tuple(inputs), output=output, output_dir=output_dir, model=model,
+            formats=parse_formats(formats) if formats else None, overwrite=overwrite, device=device,
+            recursive=recursive, skip_existing=skip_existing, onset_threshold=onset_threshold,
+            frame_threshold=frame_threshold,
+        )
+    except AmtError as exc:
+        _fail(str(exc))
+    _run(run_transcribe, request, _console())
+
+
+@app.command("eval")
+def evaluate(
+    reference: Optional[Path] = typer.Argument(None, help="Reference file or folder (MusicNet CSV, CSV, MIDI)."),
+    estimate: Optional[Path] = typer.Argument(None, help="Estimate file or folder, paired with the reference by stem."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the scores as JSON."),
+    by_instrument: bool = typer.Option(False, "--by-instrument", help="Also score each instrument separately."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing JSON file."),
+) -> None:
+    """Score transcriptions against references with mir_eval (onset, onset+offset, frame)."""
+    from amtcli.commands.evaluate import print_results, score_paths, write_json
+    from amtcli.errors import AmtError
+
+    if reference is None or estimate is None:
+        _fail("give REFERENCE and ESTIMATE (files or folders); scoring a model on a dataset is not available yet")
+    console = _console()
+    try:
+        report = score_paths(reference, estimate, by_instrument)
+        for name in report.unpaired:
+            console.print(f"[yellow]unpaired[/yellow] {name}")
+        for line in report.failed:
+            console.print(f"[red]error[/red] {line}")
+        if report.results:
+            print_results(report.results, console)
+        if json_out is not None:
+            write_json(report.results, json_out, overwrite)
+    except AmtError as exc:
+        _fail(str(exc))
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def train(
+    recipe: Path = typer.Option(..., "--recipe", help="Training recipe (TOML), e.g. models/onf/recipe.toml."),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", help="MusicNet-layout dataset (overrides the recipe)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Folder for checkpoints and metrics (default runs/NAME)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Total optimizer steps (overrides the recipe)."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from RUN_DIR/last if present."),
+) -> None:
+    """Train a model from a recipe; under torchrun, scales out with DistributedDataParallel."""
+    from amtcli.training.config import load_recipe
+    from amtcli.training.loop import train as run_training
+
+    def go() -> int:
+        overrides = {"data": {"dataset": str(dataset) if dataset else None}, "optim": {"steps": steps}}
+        config = load_recipe(recipe, overrides)
+        best = run_training(config, run_dir or Path("runs") / config.name, resume=resume, console=_console())
+        _console().print(f"best checkpoint: {best}")
+        return 0
+
+    _run(go)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List the models with a trained checkpoint."""
+    from amtcli.registry import REGISTRY
+
+    console = _console()
+    if not REGISTRY:
+        console.print("No trained model is bundled yet; `amtcli train` makes one from a recipe.")
+        raise typer.Exit(0)
+    for entry in REGISTRY.values():
+        console.print(f"{entry.name}\t{entry.family}\t{entry.description}")
+
+
+@data_app.command("synth")
+def data_synth(
+    out_dir: Path = typer.Argument(..., help="Output folder (MusicNet layout)."),
+    recipe: Optional[Path] = typer.Option(None, "--recipe", help="Synthesis recipe TOML (default: the bundled one)."),
+    hours: Optional[float] = typer.Option(None, "--hours", help="Scale the recipe to about this many hours."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives identical labels."),
+    jobs: int = typer.Option(2, "--jobs", "-j", help="Parallel render workers."),
+) -> None:
+    """Render symbolic music into a MusicNet-layout training dataset."""
+    from amtcli.commands.data import run_synth
+
+    _run(run_synth, out_dir, recipe, hours, seed, jobs)
+
+
+@data_app.command("stats")
+def data_stats(dataset: Path = typer.Argument(..., help="A MusicNet-layout dataset folder.")) -> None:
+    """Print hours, notes, instruments, pitches and polyphony of a dataset."""
+    from amtcli.commands.data import run_stats
+
+    _run(run_stats, dataset)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="amtcli")
+
+
+if __name__ == "__main__":
+    main()

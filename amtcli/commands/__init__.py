@@ -1,0 +1,1 @@
+"""Implementations of the CLI commands, imported lazily by :mod:`amtcli.cli`."""

@@ -1,0 +1,148 @@
+"""The ``evaluate`` command: score estimate files against reference files.
+
+A pair is either two files, or two folders whose note files (``.csv``, ``.mid``,
+``.midi``, searched recursively) are paired by their path relative to the folder
+without the suffix -- for flat folders, simply by file stem (``ref/a.csv`` with
+``est/a.mid``). When one folder holds several note files with the same stem, the CSV
+wins over the MIDI file. Files present on one side only are skipped and reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amtcli.atomic import atomic_path
+from amtcli.errors import AmtError, LabelError
+from amtcli.types import EvalResult
+
+#: Note-file suffixes in order of preference when two share a stem.
+NOTE_SUFFIXES = (".csv", ".mid", ".midi")
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    """What :func:`score_paths` found.
+
+    Attributes:
+        results: one EvalResult per scored pair, sorted by name.
+        unpaired: names (relative paths) present in only one folder, e.g.
+            ``"reference only: a/b.csv"``.
+        failed: one line per pair that could not be scored (a malformed file).
+    """
+
+    results: list[EvalResult]
+    unpaired: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def _note_files(folder: Path) -> dict[str, Path]:
+    """``{relative path without suffix (posix): file}`` for the note files under ``folder``."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.rglob("*")):
+        suffix = path.suffix.lower()
+        if suffix not in NOTE_SUFFIXES or path.name.startswith(".") or not path.is_file():
+            continue
+        key = path.relative_to(folder).with_suffix("").as_posix()
+        held = found.get(key)
+        if held is None or NOTE_SUFFIXES.index(suffix) < NOTE_SUFFIXES.index(held.suffix.lower()):
+            found[key] = path
+    return found
+
+
+def _pairs(ref: Path, est: Path) -> tuple[list[tuple[str, Path, Path]], list[str]]:
+    if ref.is_file() and est.is_file():
+        return [(est.stem, ref, est)], []
+    if ref.is_dir() and est.is_dir():
+        ref_files, est_files = _note_files(ref), _note_files(est)
+        names = sorted(set(ref_files) & set(est_files))
+        ref_only = sorted(set(ref_files) - set(est_files))
+        est_only = sorted(set(est_files) - set(ref_files))
+        unpaired = [f"reference only: {ref_files[k].relative_to(ref)}" for k in ref_only] + [
+            f"estimate only: {est_files[k].relative_to(est)}" for k in est_only
+        ]
+        if not names:
+            raise LabelError(f"no file in {est} has the same name as a file in {ref}")
+        return [(name, ref_files[name], est_files[name]) for name in names], unpaired
+    for path in (ref, est):
+        if not path.exists():
+            raise LabelError(f"{path}: no such file or folder")
+    raise LabelError(f"give two files or two folders, not {ref} and {est}")
+
+
+def score_paths(ref: Path, est: Path, by_instrument: bool = False) -> ScoreReport:
+    """Score one estimate file against one reference file, or two folders pair by pair.
+
+    Raises LabelError when the paths do not exist, mix a file with a folder, or the
+    folders share no file name. A malformed file fails only its own pair (listed in
+    ``failed``); the other pairs are still scored.
+    """
+    from amtcli.evaluation import evaluate_notes
+    from amtcli.references import load_notes
+
+    pairs, unpaired = _pairs(Path(ref), Path(est))
+    results: list[EvalResult] = []
+    failed: list[str] = []
+    for name, ref_path, est_path in pairs:
+        try:
+            reference, estimate = load_notes(ref_path), load_notes(est_path)
+        except AmtError as exc:
+            if len(pairs) == 1:
+                raise
+            failed.append(str(exc))
+            continue
+        results.append(evaluate_notes(reference, estimate, name=name, by_instrument=by_instrument))
+    return ScoreReport(results=results, unpaired=unpaired, failed=failed)
+
+
+def _cells(result: EvalResult, label: str) -> list[str]:
+    return [
+        label,
+        f"{result.note_onset.precision:.3f}",
+        f"{result.note_onset.recall:.3f}",
+        f"{result.note_onset.f1:.3f}",
+        f"{result.note_offset.f1:.3f}",
+        f"{result.frame.f1:.3f}",
+        str(result.n_ref),
+        str(result.n_est),
+    ]
+
+
+def print_results(results: list[EvalResult], console) -> None:
+    """Print one table: a row per file (with indented rows per instrument, if scored)
+    and, for more than one file, a mean row. ``console`` is a ``rich.console.Console``.
+    """
+    from rich.table import Table
+
+    from amtcli.evaluation import mean_result
+
+    table = Table(title="note and frame scores (onset tolerance 50 ms)")
+    table.add_column("file")
+    for column in ("onset P", "onset R", "onset F1", "offset F1", "frame F1", "n_ref", "n_est"):
+        table.add_column(column, justify="right")
+
+    def add(result: EvalResult, label: str, style: str | None = None) -> None:
+        table.add_row(*_cells(result, label), style=style)
+        for key, sub in result.by_instrument.items():
+            table.add_row(*_cells(sub, f"  {key}"), style="dim")
+
+    for result in results:
+        add(result, result.name)
+    if len(results) > 1:
+        table.add_section()
+        add(mean_result(results), "mean", style="bold")
+    console.print(table)
+
+
+def write_json(results: list[EvalResult], path: str | os.PathLike, overwrite: bool = False) -> None:
+    """Write ``{"files": [per-file scores], "mean": mean scores or null}`` as JSON, atomically."""
+    from amtcli.evaluation import mean_result
+
+    document = {
+        "files": [r.as_dict() for r in results],
+        "mean": mean_result(results).as_dict() if results else None,
+    }
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,1 @@
+"""Model outputs -> notes: frame posteriors (frames.py)."""

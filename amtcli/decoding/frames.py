@@ -1,0 +1,178 @@
+"""Frame posteriors -> notes, as a stream.
+
+Two decoders share one per-pitch state machine (:class:`_RunTracker`):
+
+* :class:`OnsetFrameDecoder` (Onsets-and-Frames): a note starts where the onset
+  probability rises above ``onset_threshold`` and lasts while the frame (or onset)
+  probability stays above ``frame_threshold``; a new onset while a note sounds
+  re-attacks it.
+* :class:`FrameOnlyDecoder`: a note is a run of frames above ``frame_threshold``;
+  gaps up to ``gap_fill_s`` are filled, notes shorter than ``min_duration_s`` are
+  dropped, and with ``reonset_threshold`` > 0 a sharp rise in probability inside a
+  held note splits it.
+
+Both take (n, 88) chunks in order (``push``) and emit finished notes, then
+``finish`` flushes; feeding one whole posteriorgram or many chunks gives the same
+notes. Frame k is time k / frame_rate_hz seconds; column j is MIDI pitch 21 + j.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from amtcli.options import DecodeOptions
+from amtcli.types import N_KEYS, PIANO_LOW, FramePosteriors, Note
+
+
+class _RunTracker:
+    """Per-pitch note state across chunks, on the global frame index."""
+
+    def __init__(self, frame_rate_hz: float, gap_frames: int, min_frames: int, require_start: bool):
+        self.frame_rate_hz = frame_rate_hz
+        self.gap_frames = gap_frames
+        self.min_frames = max(1, min_frames)
+        self.require_start = require_start
+        self.open_start = np.full(N_KEYS, -1, dtype=np.int64)
+        self.fell_at = np.full(N_KEYS, -1, dtype=np.int64)
+        self.velocity = np.zeros(N_KEYS, dtype=np.float32)
+        self.confidence = np.zeros(N_KEYS, dtype=np.float32)
+        self.prev_active = np.zeros(N_KEYS, dtype=bool)
+        self.position = 0
+        self.notes: list[Note] = []
+
+    def _close(self, pitch: int, end: int) -> None:
+        start = int(self.open_start[pitch])
+        if start >= 0 and end - start >= self.min_frames:
+            self.notes.append(
+                Note(
+                    onset_s=start / self.frame_rate_hz,
+                    offset_s=end / self.frame_rate_hz,
+                    pitch=PIANO_LOW + int(pitch),
+                    velocity=int(np.clip(round(float(self.velocity[pitch]) * 127), 1, 127)),
+                    confidence=float(np.clip(self.confidence[pitch], 0.0, 1.0)),
+                )
+            )
+        self.open_start[pitch] = -1
+        self.fell_at[pitch] = -1
+
+    def _open(self, pitch: int, frame: int, velocity: float, confidence: float) -> None:
+        self.open_start[pitch] = frame
+        self.fell_at[pitch] = -1
+        self.velocity[pitch] = velocity
+        self.confidence[pitch] = confidence
+
+    def push(self, active: np.ndarray, starts: np.ndarray, velocity: np.ndarray, confidence: np.ndarray) -> None:
+        """Advance over one chunk.
+
+        Args:
+            active: (n, 88) bool, pitch sounding.
+            starts: (n, 88) bool, a note (re)starts here.
+            velocity: (n, 88) velocity / 127 to give a note starting in that frame.
+            confidence: (n, 88) confidence to give a note starting in that frame.
+        """
+        n = active.shape[0]
+        previous = np.concatenate([self.prev_active[None, :], active[:-1]], axis=0)
+        rising = active & ~previous
+        falling = ~active & previous
+        for pitch in np.flatnonzero((rising | falling | starts).any(axis=0) | (self.open_start >= 0)):
+            events = np.flatnonzero(rising[:, pitch] | falling[:, pitch] | starts[:, pitch])
+            for t in events:
+                frame = self.position + int(t)
+                if self.fell_at[pitch] >= 0 and frame - self.fell_at[pitch] > self.gap_frames:
+                    self._close(pitch, int(self.fell_at[pitch]))
+                if starts[t, pitch]:
+                    if self.open_start[pitch] >= 0:
+                        self._close(pitch, frame if self.fell_at[pitch] < 0 else int(self.fell_at[pitch]))
+                    self._open(pitch, frame, velocity[t, pitch], confidence[t, pitch])
+                elif rising[t, pitch]:
+                    if self.open_start[pitch] >= 0:
+                        self.fell_at[pitch] = -1
+                    elif not self.require_start:
+                        self._open(pitch, frame, velocity[t, pitch], confidence[t, pitch])
+                elif falling[t, pitch] and self.open_start[pitch] >= 0:
+                    self.fell_at[pitch] = frame
+            end = self.position + n
+            if self.fell_at[pitch] >= 0 and end - self.fell_at[pitch] > self.gap_frames:
+                self._close(pitch, int(self.fell_at[pitch]))
+        self.prev_active = active[-1].copy()
+        self.position += n
+
+    def finish(self) -> list[Note]:
+        for pitch in np.flatnonzero(self.open_start >= 0):
+            end = int(self.fell_at[pitch]) if self.fell_at[pitch] >= 0 else self.position
+            self._close(int(pitch), end)
+        notes, self.notes = self.notes, []
+        return notes
+
+    def take(self) -> list[Note]:
+        notes, self.notes = self.notes, []
+        return notes
+
+
+def _frames_for(seconds: float, frame_rate_hz: float) -> int:
+    return int(math.ceil(seconds * frame_rate_hz - 1e-9))
+
+
+class OnsetFrameDecoder:
+    """Onset-peak + frame-continuation decoding (see module docstring)."""
+
+    def __init__(self, frame_rate_hz: float, options: DecodeOptions = DecodeOptions()):
+        self.options = options
+        self._tracker = _RunTracker(frame_rate_hz, 0, _frames_for(options.min_duration_s, frame_rate_hz), True)
+        self._prev_onset = np.zeros(N_KEYS, dtype=bool)
+
+    def push(self, frames: np.ndarray, onsets: np.ndarray, velocity: np.ndarray | None = None) -> list[Note]:
+        """Feed (n, 88) frame and onset probabilities (and velocity / 127); return finished notes."""
+        onset_on = onsets >= self.options.onset_threshold
+        previous = np.concatenate([self._prev_onset[None, :], onset_on[:-1]], axis=0)
+        starts = onset_on & ~previous
+        active = (frames >= self.options.frame_threshold) | onset_on
+        vel = velocity if velocity is not None else np.full_like(frames, 80 / 127)
+        self._tracker.push(active, starts, vel, onsets)
+        self._prev_onset = onset_on[-1].copy()
+        return self._tracker.take()
+
+    def finish(self) -> list[Note]:
+        return self._tracker.finish()
+
+
+class FrameOnlyDecoder:
+    """Threshold + gap filling + minimum duration (+ optional re-onset) decoding."""
+
+    def __init__(self, frame_rate_hz: float, options: DecodeOptions = DecodeOptions()):
+        self.options = options
+        self._tracker = _RunTracker(
+            frame_rate_hz,
+            _frames_for(options.gap_fill_s, frame_rate_hz) if options.gap_fill_s > 0 else 0,
+            _frames_for(options.min_duration_s, frame_rate_hz),
+            False,
+        )
+        self._prev_prob = np.zeros(N_KEYS, dtype=np.float32)
+
+    def push(self, frames: np.ndarray) -> list[Note]:
+        """Feed (n, 88) frame probabilities; return finished notes."""
+        active = frames >= self.options.frame_threshold
+        if self.options.reonset_threshold > 0:
+            previous = np.concatenate([self._prev_prob[None, :], frames[:-1]], axis=0)
+            starts = active & (frames - previous >= self.options.reonset_threshold)
+        else:
+            starts = np.zeros_like(active)
+        self._tracker.push(active, starts, np.full_like(frames, 80 / 127), frames)
+        self._prev_prob = frames[-1].astype(np.float32).copy()
+        return self._tracker.take()
+
+    def finish(self) -> list[Note]:
+        return self._tracker.finish()
+
+
+def decode_posteriors(posteriors: FramePosteriors, options: DecodeOptions = DecodeOptions()) -> list[Note]:
+    """Decode a whole posteriorgram: onset decoding if it has onsets, else frame-only."""
+    if posteriors.onsets is not None:
+        decoder = OnsetFrameDecoder(posteriors.frame_rate_hz, options)
+        notes = decoder.push(posteriors.frames, posteriors.onsets, posteriors.velocity)
+    else:
+        decoder = FrameOnlyDecoder(posteriors.frame_rate_hz, options)
+        notes = decoder.push(posteriors.frames)
+    return notes + decoder.finish()

@@ -1,0 +1,140 @@
+"""Onsets-and-Frames, sized for CPUs.
+
+A shared convolutional acoustic model feeds four heads: onsets (BiLSTM), offsets
+(linear), velocity (linear) and frames (BiLSTM over the acoustic features
+concatenated with the detached onset and offset probabilities, so the frame head is
+conditioned on the onset head as in Hawthorne et al. 2018).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from amtcli.features import build_frontend
+from amtcli.options import FeatureSpec
+from amtcli.types import N_KEYS
+
+FAMILY = "onf"
+
+
+@dataclass(frozen=True)
+class OnsetsFramesConfig:
+    """Hyperparameters of :class:`OnsetsFrames` (sizes in channels / units)."""
+
+    features: FeatureSpec = FeatureSpec()
+    conv_channels: int = 16
+    model_dim: int = 256
+    lstm_units: int = 64
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["features"] = self.features.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "OnsetsFramesConfig":
+        data = dict(data)
+        data["features"] = FeatureSpec.from_dict(data.get("features", {}))
+        return cls(**data)
+
+
+class ConvStack(nn.Module):
+    """(batch, n_frames, n_bins) -> (batch, n_frames, model_dim)."""
+
+    def __init__(self, n_bins: int, channels: int, model_dim: int):
+        super().__init__()
+        c = channels
+        self.cnn = nn.Sequential(
+            nn.Conv2d(1, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
+            nn.MaxPool2d((1, 2)),
+            nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
+            nn.MaxPool2d((1, 2)),
+            nn.Conv2d(c, 2 * c, 3, padding=1), nn.BatchNorm2d(2 * c), nn.ReLU(),
+            nn.MaxPool2d((1, 2)),
+        )
+        self.fc = nn.Sequential(nn.Linear(2 * c * (n_bins // 8), model_dim), nn.ReLU())
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        x = self.cnn(spec.unsqueeze(1))
+        x = x.permute(0, 2, 1, 3).flatten(2)
+        return self.fc(x)
+
+
+class BiLSTMHead(nn.Module):
+    """(batch, n_frames, in_dim) -> (batch, n_frames, 88) logits."""
+
+    def __init__(self, in_dim: int, units: int):
+        super().__init__()
+        self.lstm = nn.LSTM(in_dim, units, batch_first=True, bidirectional=True)
+        self.out = nn.Linear(2 * units, N_KEYS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.lstm(x)[0])
+
+
+class OnsetsFrames(nn.Module):
+    """Audio (batch, n_samples) at ``features.sample_rate`` -> dict of logits.
+
+    Returns ``{"onset", "offset", "frame", "velocity"}``, each (batch, n_frames, 88);
+    ``velocity`` is a regression output (sigmoid gives velocity / 127).
+    """
+
+    def __init__(self, config: OnsetsFramesConfig):
+        super().__init__()
+        self.config = config
+        spec = config.features
+        self.frontend = build_frontend(spec)
+        self.norm = nn.BatchNorm1d(spec.n_bins)
+        self.acoustic = ConvStack(spec.n_bins, config.conv_channels, config.model_dim)
+        self.onset_head = BiLSTMHead(config.model_dim, config.lstm_units)
+        self.offset_head = nn.Linear(config.model_dim, N_KEYS)
+        self.velocity_head = nn.Linear(config.model_dim, N_KEYS)
+        self.frame_in = nn.Linear(config.model_dim, config.model_dim // 2)
+        self.frame_head = BiLSTMHead(config.model_dim // 2 + 2 * N_KEYS, config.lstm_units)
+
+    def forward(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
+        spec = self.frontend(audio)
+        spec = self.norm(spec.transpose(1, 2)).transpose(1, 2)
+        acoustic = self.acoustic(spec)
+        onset = self.onset_head(acoustic)
+        offset = self.offset_head(acoustic)
+        frame_input = torch.cat(
+            [torch.relu(self.frame_in(acoustic)), torch.sigmoid(onset).detach(), torch.sigmoid(offset).detach()],
+            dim=-1,
+        )
+        frame = self.frame_head(frame_input)
+        return {"onset": onset, "offset": offset, "frame": frame, "velocity": self.velocity_head(acoustic)}
+
+    @staticmethod
+    def probabilities(outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Logits -> probabilities in [0, 1] (velocity as velocity / 127)."""
+        return {key: torch.sigmoid(value) for key, value in outputs.items()}
+
+    #: Channel order of :meth:`posteriorgram`.
+    CHANNELS = ("frame", "onset", "offset", "velocity")
+
+    @torch.no_grad()
+    def posteriorgram(self, audio: torch.Tensor) -> torch.Tensor:
+        """Audio (batch, n_samples) -> probabilities (batch, n_frames, 88, 4) in CHANNELS order."""
+        probs = self.probabilities(self(audio))
+        return torch.stack([probs[name] for name in self.CHANNELS], dim=-1)
+
+
+def onsets_frames_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per-head losses (scalars) for logits ``outputs`` and 0/1 ``targets``, each (batch, n_frames, 88).
+
+    Onset, offset and frame heads use binary cross-entropy; velocity is a squared
+    error on velocity / 127, counted only at labelled onsets (as in Onsets-and-Frames).
+    """
+    bce = nn.functional.binary_cross_entropy_with_logits
+    onset_mask = targets["onset"]
+    velocity_error = (torch.sigmoid(outputs["velocity"]) - targets["velocity"]).square() * onset_mask
+    return {
+        "onset": bce(outputs["onset"], targets["onset"]),
+        "offset": bce(outputs["offset"], targets["offset"]),
+        "frame": bce(outputs["frame"], targets["frame"]),
+        "velocity": velocity_error.sum() / onset_mask.sum().clamp(min=1.0),
+    }

@@ -1,0 +1,97 @@
+"""transcribe(model, audio, options) -> Transcription. No I/O happens here.
+
+Audio is cut into overlapping windows on the model's frame grid, run through the
+model a few windows at a time, stitched on the frame axis by keeping each window's
+centre, and decoded once as a stream, so memory does not grow with the window
+outputs of a long recording.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from amtcli.audio import Audio
+from amtcli.checkpoint import LoadedModel
+from amtcli.decoding.frames import FrameOnlyDecoder, OnsetFrameDecoder
+from amtcli.errors import ConfigError
+from amtcli.options import DecodeOptions, WindowSpec
+from amtcli.types import Transcription
+from amtcli.windowing import iter_windows, stitch_stream, total_frames, window_count
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def _window_outputs(model: LoadedModel, samples: np.ndarray, spec: WindowSpec, batch_windows: int) -> Iterator[np.ndarray]:
+    batch: list[np.ndarray] = []
+
+    def run(windows: list[np.ndarray]) -> Iterator[np.ndarray]:
+        tensor = torch.from_numpy(np.stack(windows)).to(model.device)
+        output = model.module.posteriorgram(tensor).float().cpu().numpy()
+        yield from output
+
+    for window in iter_windows(samples, spec):
+        batch.append(window)
+        if len(batch) == batch_windows:
+            yield from run(batch)
+            batch = []
+    if batch:
+        yield from run(batch)
+
+
+def transcribe(model: LoadedModel, audio: Audio, options: DecodeOptions = DecodeOptions(),
+               window_s: float = 10.0, hop_s: float = 5.0, batch_windows: int = 4) -> Transcription:
+    """Transcribe mono ``audio`` (already at ``model.features.sample_rate``).
+
+    Returns a Transcription whose notes are in seconds from the start of the audio.
+    """
+    if audio.sample_rate != model.features.sample_rate:
+        raise ConfigError(f"audio is at {audio.sample_rate} Hz but the model needs {model.features.sample_rate} Hz")
+    spec = WindowSpec.from_seconds(model.features, window_s, hop_s)
+    n_frames = total_frames(len(audio.samples), spec)
+    channels = model.module.CHANNELS
+    if "onset" in channels:
+        decoder = OnsetFrameDecoder(model.features.frame_rate_hz, options)
+        index = {name: channels.index(name) for name in ("frame", "onset")}
+        velocity_at = channels.index("velocity") if "velocity" in channels else None
+
+        def push(chunk: np.ndarray):
+            velocity = chunk[..., velocity_at] if velocity_at is not None else None
+            return decoder.push(chunk[..., index["frame"]], chunk[..., index["onset"]], velocity)
+    else:
+        decoder = FrameOnlyDecoder(model.features.frame_rate_hz, options)
+
+        def push(chunk: np.ndarray):
+            return decoder.push(chunk[..., channels.index("frame")])
+
+    notes = []
+    for chunk in stitch_stream(_window_outputs(model, audio.samples, spec, batch_windows), n_frames, spec):
+        notes.extend(push(chunk))
+    notes.extend(decoder.finish())
+    duration = audio.duration_s
+    notes = [n for n in notes if n.onset_s < duration]
+    notes = [n if n.offset_s <= duration else _clip(n, duration) for n in notes]
+    return Transcription(
+        notes=tuple(notes),
+        duration_s=duration,
+        source=audio.source,
+        model=model.name,
+        stats={"n_windows": float(window_count(n_frames, spec))},
+    )
+
+
+def _clip(note, duration_s: float):
+    from dataclasses import replace
+
+    return replace(note, offset_s=duration_s)

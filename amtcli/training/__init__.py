@@ -1,0 +1,1 @@
+"""Training: recipe config, data sampling, the loop and checkpoint writing."""

@@ -1,0 +1,108 @@
+"""Training recipes: a TOML file -> a frozen, validated :class:`TrainConfig`."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from amtcli.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the examples come from and how they are cut.
+
+    Attributes:
+        dataset: MusicNet-layout folder (``<split>_data`` + ``<split>_labels``).
+        train_split, validation_split: split names inside it.
+        crop_s: training crop length in seconds (a whole number of frames).
+        batch_size: crops per optimizer step (per process under torchrun).
+        validation_files: how many validation recordings to score at each evaluation.
+        validation_max_s: seconds of each validation recording that are scored.
+        augment: apply the data loader's mild augmentation.
+    """
+
+    dataset: str = ""
+    train_split: str = "train"
+    validation_split: str = "validation"
+    crop_s: float = 5.0
+    batch_size: int = 8
+    validation_files: int = 12
+    validation_max_s: float = 30.0
+    augment: bool = True
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam with step decay and gradient clipping (clipped between backward and step)."""
+
+    lr: float = 6e-4
+    weight_decay: float = 0.0
+    steps: int = 3000
+    clip_grad_norm: float = 3.0
+    lr_decay_every: int = 1000
+    lr_decay_rate: float = 0.5
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Intervals in optimizer steps."""
+
+    eval_every: int = 250
+    log_every: int = 10
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole recipe."""
+
+    family: str
+    name: str
+    model: dict = field(default_factory=dict)
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optim.steps <= 0 or self.data.batch_size <= 0 or self.schedule.eval_every <= 0:
+            raise ConfigError("steps, batch_size and eval_every must be positive")
+        if self.optim.clip_grad_norm <= 0:
+            raise ConfigError("clip_grad_norm must be positive")
+
+
+def _section(cls, data: dict, name: str):
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"recipe [{name}] has unknown keys: {', '.join(sorted(unknown))}")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise ConfigError(f"recipe [{name}]: {exc}") from None
+
+
+def load_recipe(path: str | Path, overrides: dict[str, dict] | None = None) -> TrainConfig:
+    """Read a recipe TOML; ``overrides`` maps section -> {key: value} (from CLI flags)."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: recipe not found") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid recipe ({exc})") from None
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+    if "family" not in raw:
+        raise ConfigError(f"{path}: recipe needs a top-level 'family'")
+    return TrainConfig(
+        family=raw["family"],
+        name=raw.get("name", raw["family"]),
+        model=raw.get("model", {}),
+        data=_section(DataConfig, raw.get("data", {}), "data"),
+        optim=_section(OptimConfig, raw.get("optim", {}), "optim"),
+        schedule=_section(ScheduleConfig, raw.get("schedule", {}), "schedule"),
+        seed=int(raw.get("seed", 0)),
+    )

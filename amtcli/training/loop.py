@@ -1,0 +1,230 @@
+"""The training loop: recipe -> run folder with checkpoints, metrics and a plot.
+
+Run folder layout:
+    last/      config.json + model.safetensors + trainer_state.pt (resume point)
+    best/      config.json + model.safetensors of the best validation note-onset F1
+    metrics.csv, metrics.png
+
+Under ``torchrun`` (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel
+(gloo on CPU, nccl on CUDA); every rank samples different crops, rank 0 validates
+and writes files.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from amtcli.atomic import atomic_path
+from amtcli.checkpoint import LoadedModel, get_family, save_checkpoint
+from amtcli.errors import ConfigError
+from amtcli.training.config import TrainConfig
+from amtcli.training.data import CropSampler, load_recordings, split_pairs
+from amtcli.training.steps import train_step
+
+METRIC_COLUMNS = ["step", "elapsed_s", "lr", "loss", "grad_norm", "val_onset_f1", "val_offset_f1", "val_frame_f1"]
+
+
+def _setup_distributed() -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
+
+
+def validate(loaded: LoadedModel, recordings, decode_options=None) -> dict[str, float]:
+    """Mean note-onset / note-with-offset / frame F1 of ``loaded`` on ``recordings``."""
+    from amtcli.audio import Audio
+    from amtcli.evaluation import evaluate_notes, mean_result
+    from amtcli.inference import transcribe
+    from amtcli.options import DecodeOptions
+
+    options = decode_options or DecodeOptions()
+    results = []
+    for rec in recordings:
+        audio = Audio(rec.samples, loaded.features.sample_rate, rec.name)
+        estimate = transcribe(loaded, audio, options)
+        results.append(evaluate_notes(list(rec.notes), list(estimate.notes), name=rec.name))
+    mean = mean_result(results)
+    return {"val_onset_f1": mean.note_onset.f1, "val_offset_f1": mean.note_offset.f1, "val_frame_f1": mean.frame.f1}
+
+
+def _write_metrics(path: Path, rows: list[dict]) -> None:
+    with atomic_path(path, overwrite=True) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def _read_metrics(path: Path, up_to_step: int) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [row for row in csv.DictReader(handle) if int(row["step"]) <= up_to_step]
+
+
+def _plot_metrics(path: Path, rows: list[dict]) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4))
+    FigureCanvasAgg(fig)
+    ax_loss = fig.add_subplot(1, 2, 1)
+    ax_f1 = fig.add_subplot(1, 2, 2)
+    steps = [int(r["step"]) for r in rows]
+    ax_loss.plot(steps, [float(r["loss"]) for r in rows])
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("training loss")
+    val = [r for r in rows if r.get("val_onset_f1") not in (None, "")]
+    for key, label in (("val_onset_f1", "note onset"), ("val_offset_f1", "note w/ offset"), ("val_frame_f1", "frame")):
+        ax_f1.plot([int(r["step"]) for r in val], [float(r[key]) for r in val], marker="o", label=label)
+    ax_f1.set_xlabel("step")
+    ax_f1.set_ylabel("validation F1")
+    ax_f1.set_ylim(0, 1)
+    ax_f1.legend(loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path, overwrite=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+
+
+def _save_state(run_dir: Path, config: TrainConfig, module, optimizer, scheduler, step: int, best_f1: float,
+                rng: np.random.Generator) -> None:
+    last = run_dir / "last"
+    save_checkpoint(last, config.family, config.model, module, extra={"step": step})
+    state = {
+        "step": step,
+        "best_f1": best_f1,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": rng.bit_generator.state,
+    }
+    with atomic_path(last / "trainer_state.pt", overwrite=True) as tmp:
+        torch.save(state, tmp)
+
+
+def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None) -> Path:
+    """Train ``config`` into ``run_dir``; returns the folder of the best checkpoint."""
+    from rich.console import Console
+    from safetensors.torch import load_file
+
+    console = console or Console()
+    rank, world, device = _setup_distributed()
+    torch.set_num_threads(config.schedule.threads)
+    torch.manual_seed(config.seed)
+    family = get_family(config.family)
+    module = family.build(config.model)
+    features = family.features(config.model)
+    if not config.data.dataset:
+        raise ConfigError("the recipe names no dataset: set [data] dataset or pass --dataset")
+    dataset = Path(config.data.dataset)
+    rng = np.random.default_rng([config.seed, rank])
+    crop_frames = int(round(config.data.crop_s * features.frame_rate_hz))
+    train_recordings = load_recordings(split_pairs(dataset, config.data.train_split), features)
+    val_recordings = []
+    if rank == 0:
+        pairs = split_pairs(dataset, config.data.validation_split)[: config.data.validation_files]
+        val_recordings = load_recordings(pairs, features, config.data.validation_max_s)
+    augment = None
+    if config.data.augment:
+        from amtcli.datasets.augment import Augmenter
+
+        augment = Augmenter()
+    sampler = CropSampler(train_recordings, features, crop_frames, rng, augment)
+
+    optimizer = torch.optim.Adam(module.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.optim.lr_decay_every, config.optim.lr_decay_rate)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start_step, best_f1 = 0, -1.0
+    last = run_dir / "last"
+    if resume and (last / "trainer_state.pt").exists():
+        module.load_state_dict(load_file(str(last / "model.safetensors")), strict=True)
+        state = torch.load(last / "trainer_state.pt", weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        rng.bit_generator.state = state["numpy_rng"]
+        start_step, best_f1 = int(state["step"]), float(state["best_f1"])
+        if rank == 0:
+            console.log(f"resumed from step {start_step} (best validation onset F1 {best_f1:.3f})")
+    rows = _read_metrics(run_dir / "metrics.csv", start_step) if rank == 0 else []
+    if rank == 0:
+        (run_dir / "recipe.json").write_text(
+            __import__("json").dumps(
+                {"family": config.family, "name": config.name, "model": config.model, "seed": config.seed,
+                 "data": asdict(config.data), "optim": asdict(config.optim), "schedule": asdict(config.schedule),
+                 "world_size": world},
+                indent=2,
+            ) + "\n",
+            encoding="utf-8",
+        )
+
+    module.to(device).train()
+    model = module
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+    started = time.monotonic()
+    elapsed_before = float(rows[-1]["elapsed_s"]) if rows else 0.0
+    window_losses: list[float] = []
+    window_norms: list[float] = []
+    for step in range(start_step, config.optim.steps):
+        audio, targets = sampler.batch(config.data.batch_size)
+        audio_t = torch.from_numpy(audio).to(device)
+        targets_t = {k: torch.from_numpy(v).to(device) for k, v in targets.items()}
+        result = train_step(model, family.loss, optimizer, audio_t, targets_t, config.optim.clip_grad_norm)
+        scheduler.step()
+        if not result.skipped:
+            window_losses.append(result.total)
+            window_norms.append(result.grad_norm)
+        done = step + 1
+        if rank != 0:
+            continue
+        elapsed = elapsed_before + time.monotonic() - started
+        is_eval = done % config.schedule.eval_every == 0 or done == config.optim.steps
+        if done % config.schedule.log_every == 0 or is_eval:
+            row = {
+                "step": done,
+                "elapsed_s": f"{elapsed:.1f}",
+                "lr": f"{scheduler.get_last_lr()[0]:.3g}",
+                "loss": f"{np.mean(window_losses) if window_losses else float('nan'):.5f}",
+                "grad_norm": f"{np.mean(window_norms) if window_norms else float('nan'):.4f}",
+            }
+            window_losses, window_norms = [], []
+            if is_eval:
+                module.eval()
+                scores = validate(LoadedModel(config.name, config.family, module, features, config.model, device),
+                                  val_recordings)
+                module.train()
+                row.update({k: f"{v:.4f}" for k, v in scores.items()})
+                if scores["val_onset_f1"] > best_f1:
+                    best_f1 = scores["val_onset_f1"]
+                    save_checkpoint(run_dir / "best", config.family, config.model, module,
+                                    extra={"step": done, "validation": scores})
+                _save_state(run_dir, config, module, optimizer, scheduler, done, best_f1, rng)
+            rows.append(row)
+            console.log(
+                f"step {done}/{config.optim.steps} loss {row['loss']} "
+                f"{(done - start_step) / max(elapsed - elapsed_before, 1e-9):.2f} steps/s"
+                + (f" val onset F1 {row['val_onset_f1']} (best {best_f1:.4f})" if is_eval else "")
+            )
+            if is_eval:
+                _write_metrics(run_dir / "metrics.csv", rows)
+                _plot_metrics(run_dir / "metrics.png", rows)
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    return run_dir / "best"

@@ -1,0 +1,34 @@
+"""Notes -> frame-aligned training targets on the model's frame grid."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from amtcli.types import N_KEYS, PIANO_LOW, Note
+
+
+def frame_targets(notes: list[Note], start_s: float, n_frames: int, frame_rate_hz: float) -> dict[str, np.ndarray]:
+    """Targets for the frames [start_s, start_s + n_frames / frame_rate_hz).
+
+    Returns float32 arrays (n_frames, 88): ``frame`` (1 while a note sounds: frames
+    round(onset)..round(offset)-1, at least one), ``onset`` (1 at round(onset)),
+    ``offset`` (1 at round(offset), the first silent frame) and ``velocity``
+    (velocity / 127 over the note's frames). Pitches outside 21..108 are ignored.
+    """
+    out = {key: np.zeros((n_frames, N_KEYS), dtype=np.float32) for key in ("frame", "onset", "offset", "velocity")}
+    for note in notes:
+        key = note.pitch - PIANO_LOW
+        if not 0 <= key < N_KEYS:
+            continue
+        on = int(round((note.onset_s - start_s) * frame_rate_hz))
+        off = max(on + 1, int(round((note.offset_s - start_s) * frame_rate_hz)))
+        if off <= 0 or on >= n_frames:
+            continue
+        lo, hi = max(on, 0), min(off, n_frames)
+        out["frame"][lo:hi, key] = 1.0
+        out["velocity"][lo:hi, key] = note.velocity / 127.0
+        if on >= 0:
+            out["onset"][on, key] = 1.0
+        if off < n_frames:
+            out["offset"][off, key] = 1.0
+    return out

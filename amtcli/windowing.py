@@ -1,0 +1,87 @@
+"""Split audio into overlapping windows and stitch frame-aligned outputs back.
+
+Everything is counted on the model's frame grid (``WindowSpec``): a window of
+``window_frames`` frames starts every ``hop_frames`` frames, so window starts are
+exact sample offsets and timing cannot drift. Stitching keeps each window's
+centre: the first window keeps its start, the last keeps its end, and inner
+windows keep ``hop_frames`` frames from the middle. All functions are pure; the
+stitcher is a generator so a long recording is processed as a stream.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from amtcli.options import WindowSpec
+
+
+def total_frames(n_samples: int, spec: WindowSpec) -> int:
+    """Frames covering ``n_samples`` samples: ceil(n_samples / hop_samples), at least 1."""
+    return max(1, math.ceil(n_samples / spec.hop_samples))
+
+
+def window_count(n_frames: int, spec: WindowSpec) -> int:
+    """Number of windows needed so that every one of ``n_frames`` frames is covered."""
+    if n_frames <= spec.window_frames:
+        return 1
+    return 1 + math.ceil((n_frames - spec.window_frames) / spec.hop_frames)
+
+
+def window_start_frames(n_frames: int, spec: WindowSpec) -> list[int]:
+    """Start frame of each window."""
+    return [i * spec.hop_frames for i in range(window_count(n_frames, spec))]
+
+
+def keep_range(index: int, n_windows: int, n_frames: int, spec: WindowSpec) -> tuple[int, int]:
+    """Frames [lo, hi) *within* window ``index`` that survive stitching."""
+    start = index * spec.hop_frames
+    lo = 0 if index == 0 else spec.margin_frames
+    hi = n_frames - start if index == n_windows - 1 else spec.window_frames - spec.margin_frames
+    return lo, hi
+
+
+def iter_windows(samples: np.ndarray, spec: WindowSpec) -> Iterator[np.ndarray]:
+    """Yield windows of exactly ``spec.window_samples`` samples; the last is zero-padded.
+
+    Args:
+        samples: mono audio (n_samples,).
+    """
+    n_frames = total_frames(len(samples), spec)
+    for start in window_start_frames(n_frames, spec):
+        begin = start * spec.hop_samples
+        window = samples[begin : begin + spec.window_samples]
+        if len(window) < spec.window_samples:
+            window = np.pad(window, (0, spec.window_samples - len(window)))
+        yield window
+
+
+def stitch_stream(outputs: Iterable[np.ndarray], n_frames: int, spec: WindowSpec) -> Iterator[np.ndarray]:
+    """Yield the kept part of each window's output, in order.
+
+    Args:
+        outputs: one array per window, (window_frames, ...) each, in window order.
+        n_frames: total frames of the recording (``total_frames``).
+
+    The concatenation of the yielded chunks has exactly ``n_frames`` rows, and only
+    one window's output is held at a time.
+    """
+    n_windows = window_count(n_frames, spec)
+    produced = 0
+    for index, output in enumerate(outputs):
+        if index >= n_windows:
+            raise ValueError(f"got more than the expected {n_windows} window outputs")
+        if output.shape[0] != spec.window_frames:
+            raise ValueError(f"window output has {output.shape[0]} frames, expected {spec.window_frames}")
+        lo, hi = keep_range(index, n_windows, n_frames, spec)
+        produced += 1
+        yield output[lo:hi]
+    if produced != n_windows:
+        raise ValueError(f"got {produced} window outputs, expected {n_windows}")
+
+
+def stitch(outputs: Iterable[np.ndarray], n_frames: int, spec: WindowSpec) -> np.ndarray:
+    """Concatenate :func:`stitch_stream` into one array (n_frames, ...)."""
+    return np.concatenate(list(stitch_stream(outputs, n_frames, spec)), axis=0)

@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+import torch
+
+from amtcli.audio import Audio
+from amtcli.checkpoint import load_checkpoint, save_checkpoint
+from amtcli.errors import ModelError
+from amtcli.families.onsets_frames import OnsetsFrames, OnsetsFramesConfig, onsets_frames_loss
+from amtcli.inference import transcribe
+from amtcli.training.steps import train_step
+from amtcli.training.targets import frame_targets
+from amtcli.types import Note
+
+SMALL = OnsetsFramesConfig(conv_channels=4, model_dim=32, lstm_units=8)
+
+
+def test_output_shapes_follow_the_frame_grid():
+    model = OnsetsFrames(SMALL).eval()
+    out = model(torch.zeros(2, 16000 * 3))
+    assert set(out) == {"onset", "offset", "frame", "velocity"}
+    assert all(v.shape == (2, 150, 88) for v in out.values())
+    assert model.posteriorgram(torch.zeros(1, 16000)).shape == (1, 50, 88, 4)
+
+
+def test_checkpoint_round_trip_is_strict(tmp_path):
+    torch.manual_seed(0)
+    model = OnsetsFrames(SMALL)
+    save_checkpoint(tmp_path / "ck", "onf", SMALL.to_dict(), model)
+    loaded = load_checkpoint(tmp_path / "ck")
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.module.state_dict()[key], value)
+    other = OnsetsFramesConfig(conv_channels=8, model_dim=32, lstm_units=8)
+    save_checkpoint(tmp_path / "bad", "onf", other.to_dict(), model)
+    with pytest.raises(ModelError, match="do not match"):
+        load_checkpoint(tmp_path / "bad")
+
+
+def test_transcribe_random_model_covers_whole_file(random_onf_checkpoint):
+    model = load_checkpoint(random_onf_checkpoint)
+    audio = Audio(np.random.default_rng(0).normal(0, 0.1, 16000 * 23).astype(np.float32), 16000)
+    result = transcribe(model, audio)
+    assert result.duration_s == pytest.approx(23.0)
+    assert result.stats["n_windows"] == 4
+    assert all(0 <= n.onset_s < n.offset_s <= 23.0 for n in result.notes)
+
+
+def test_targets_mark_onsets_frames_offsets():
+    notes = [Note(0.1, 0.3, 60, velocity=127), Note(0.95, 1.5, 21)]
+    t = frame_targets(notes, start_s=0.0, n_frames=50, frame_rate_hz=50.0)
+    assert t["onset"][5, 39] == 1 and t["onset"].sum() == 2
+    assert t["frame"][5:15, 39].all() and t["frame"][:, 39].sum() == 10
+    assert t["offset"][15, 39] == 1
+    assert t["velocity"][5, 39] == 1.0
+    assert t["frame"][48:, 0].all()  # runs past the crop end
+
+
+def test_train_step_clips_between_backward_and_step():
+    torch.manual_seed(0)
+    model = OnsetsFrames(SMALL)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    audio = torch.randn(2, 16000)
+    targets = {k: torch.from_numpy(v[None].repeat(2, 0)) for k, v in
+               frame_targets([Note(0.1, 0.5, 60)], 0.0, 50, 50.0).items()}
+    before = {k: v.clone() for k, v in model.named_parameters()}
+    clip = 1e-3
+    result = train_step(model, onsets_frames_loss, optimizer, audio, targets, clip)
+    assert np.isfinite(result.total) and not result.skipped
+    assert result.grad_norm > clip  # clipping had something to do
+    # With SGD (lr 1) the update equals the clipped gradient: its global norm must be <= clip.
+    with torch.no_grad():
+        update = torch.sqrt(sum(((before[k] - p) ** 2).sum() for k, p in model.named_parameters()))
+    assert 0 < float(update) <= clip * 1.001
+
+
+def test_non_finite_loss_skips_the_update():
+    model = OnsetsFrames(SMALL)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    before = {k: v.clone() for k, v in model.named_parameters()}
+
+    def nan_loss(outputs, targets):
+        return {"x": outputs["frame"].sum() * float("nan")}
+
+    result = train_step(model, nan_loss, optimizer, torch.randn(1, 16000), {}, 1.0)
+    assert result.skipped
+    assert all(torch.equal(before[k], p) for k, p in model.named_parameters())
