@@ -4,6 +4,7 @@ to one line and an exit code. Heavy libraries are imported inside commands so th
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -139,7 +140,8 @@ def train(
         overrides = {"data": {"dataset": str(dataset) if dataset else None}, "optim": {"steps": steps}}
         config = load_recipe(recipe, overrides)
         best = run_training(config, run_dir or Path("runs") / config.name, resume=resume, console=_console())
-        _console().print(f"best checkpoint: {best}")
+        if os.environ.get("RANK", "0") == "0":
+            _console().print(f"best checkpoint: {best}")
         return 0
 
     _run(go)

@@ -26,9 +26,9 @@ class Recording:
 
 def split_pairs(dataset: Path, split: str) -> list[tuple[Path, Path]]:
     """(audio, labels) pairs of a MusicNet-layout split, sorted by id."""
-    from amtcli.datasets.layout import split_pairs as layout_pairs
+    from amtcli.datasets.layout import musicnet_pairs
 
-    pairs = layout_pairs(dataset, split)
+    pairs = musicnet_pairs(dataset, split)
     if not pairs:
         raise DataError(f"{dataset}: split {split!r} has no audio/label pairs")
     return pairs

@@ -225,6 +225,32 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None)
                 _write_metrics(run_dir / "metrics.csv", rows)
                 _plot_metrics(run_dir / "metrics.png", rows)
     if dist.is_initialized():
-        dist.barrier()
+        _check_ranks_agree(module, run_dir, rank, world)
         dist.destroy_process_group()
     return run_dir / "best"
+
+
+def parameter_digest(module: torch.nn.Module) -> float:
+    """A float that changes with any parameter (sum of |w| weighted by position)."""
+    total = 0.0
+    for i, param in enumerate(module.parameters()):
+        total += float(param.detach().double().abs().sum()) * (i + 1)
+    return total
+
+
+def _check_ranks_agree(module: torch.nn.Module, run_dir: Path, rank: int, world: int) -> None:
+    """Gather every rank's parameter digest; rank 0 records them in ``ranks.json``.
+
+    Raises RuntimeError if the replicas diverged (DistributedDataParallel must keep
+    them identical).
+    """
+    import json
+
+    digest = torch.tensor([parameter_digest(module)], dtype=torch.float64)
+    gathered = [torch.zeros_like(digest) for _ in range(world)]
+    dist.all_gather(gathered, digest)
+    values = [float(g) for g in gathered]
+    if rank == 0:
+        (run_dir / "ranks.json").write_text(json.dumps({"world_size": world, "digests": values}) + "\n")
+    if max(values) - min(values) > 1e-6 * max(1.0, abs(values[0])):
+        raise RuntimeError(f"replicas diverged across ranks: {values}")

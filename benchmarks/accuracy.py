@@ -1,0 +1,123 @@
+"""Accuracy benchmark: note-onset, note-with-offset and frame F1 per recording and mean.
+
+Scores one or more models on any of:
+  --realdev DIR    folders each holding mix.wav + notes.csv (e.g. ../shared/data/realdev)
+  --dataset DIR    a MusicNet-layout dataset; --split picks the split (default test)
+
+Prints a table per model and set and writes JSON (--json). Run by hand, not in CI:
+
+    python benchmarks/accuracy.py --model onf --realdev ../shared/data/realdev \
+        --dataset /work/data/synth-v1 --json benchmarks/results/accuracy.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+
+def realdev_items(root: Path) -> list[tuple[str, Path, Path]]:
+    return [(d.name, d / "mix.wav", d / "notes.csv") for d in sorted(root.iterdir()) if (d / "mix.wav").exists()]
+
+
+def dataset_items(root: Path, split: str, limit: int | None) -> list[tuple[str, Path, Path]]:
+    from amtcli.training.data import split_pairs
+
+    pairs = split_pairs(root, split)[:limit]
+    return [(audio.stem, audio, labels) for audio, labels in pairs]
+
+
+def score(model_name: str, items, threads: int, onset_threshold: float, frame_threshold: float) -> dict:
+    from amtcli.audio import load_audio
+    from amtcli.checkpoint import load_checkpoint
+    from amtcli.evaluation import evaluate_notes, mean_result
+    from amtcli.inference import transcribe
+    from amtcli.options import DecodeOptions
+    from amtcli.references import load_notes
+    from amtcli.registry import resolve_model
+
+    torch.set_num_threads(threads)
+    name, folder = resolve_model(model_name)
+    model = load_checkpoint(folder, "cpu", name=name)
+    options = DecodeOptions(onset_threshold=onset_threshold, frame_threshold=frame_threshold)
+    results, audio_s, compute_s = [], 0.0, 0.0
+    for item, audio_path, label_path in items:
+        audio = load_audio(audio_path, model.features.sample_rate)
+        started = time.perf_counter()
+        estimate = transcribe(model, audio, options)
+        compute_s += time.perf_counter() - started
+        audio_s += audio.duration_s
+        results.append(evaluate_notes(load_notes(label_path), list(estimate.notes), name=item))
+    mean = mean_result(results)
+    return {
+        "model": name,
+        "files": [r.as_dict() for r in results],
+        "mean": mean.as_dict(),
+        "audio_s": audio_s,
+        "transcribe_s": compute_s,
+    }
+
+
+def print_table(title: str, report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{title} - {report['model']}")
+    for column in ("item", "onset P", "onset R", "onset F1", "onset+offset F1", "frame F1", "ref", "est"):
+        table.add_column(column, justify="left" if column == "item" else "right")
+    for row in report["files"] + [report["mean"]]:
+        table.add_row(
+            row["name"],
+            f"{row['note_onset']['precision']:.3f}",
+            f"{row['note_onset']['recall']:.3f}",
+            f"{row['note_onset']['f1']:.3f}",
+            f"{row['note_offset']['f1']:.3f}",
+            f"{row['frame']['f1']:.3f}",
+            str(row["n_ref"]),
+            str(row["n_est"]),
+        )
+    Console().print(table)
+    print(f"{report['audio_s']:.1f} s of audio transcribed in {report['transcribe_s']:.1f} s "
+          f"({report['audio_s'] / max(report['transcribe_s'], 1e-9):.0f}x real time, model only)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", default=None, help="model name or folder (repeatable)")
+    parser.add_argument("--realdev", type=Path)
+    parser.add_argument("--dataset", type=Path)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--limit", type=int, default=None, help="score only the first N files of the split")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--onset-threshold", type=float, default=0.5)
+    parser.add_argument("--frame-threshold", type=float, default=0.5)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    sets = {}
+    if args.realdev:
+        sets["realdev"] = realdev_items(args.realdev)
+    if args.dataset:
+        sets[f"{args.dataset.name}:{args.split}"] = dataset_items(args.dataset, args.split, args.limit)
+    if not sets:
+        parser.error("give --realdev and/or --dataset")
+    out = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
+           f"{platform.processor() or 'cpu'}", "results": []}
+    for model in args.model or ["onf"]:
+        for title, items in sets.items():
+            report = score(model, items, args.threads, args.onset_threshold, args.frame_threshold)
+            report["set"] = title
+            print_table(title, report)
+            out["results"].append(report)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

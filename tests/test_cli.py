@@ -1,0 +1,109 @@
+"""The command line end to end, with a random-initialised checkpoint folder."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import soundfile as sf
+from typer.testing import CliRunner
+
+from amtcli.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_version_and_help():
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output.startswith("amtcli ")
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("transcribe", "eval", "train", "models", "data"):
+        assert command in result.output
+
+
+def test_help_does_not_import_heavy_libraries():
+    code = (
+        "import sys; from amtcli.cli import app; "
+        "heavy = [m for m in ('torch', 'librosa', 'pretty_midi', 'mir_eval', 'matplotlib') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def write_tone(path, seconds=2.0, rate=22050):
+    t = np.arange(int(seconds * rate)) / rate
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), rate)
+
+
+def test_transcribe_one_file_all_formats(tmp_path, random_onf_checkpoint):
+    write_tone(tmp_path / "a.wav")
+    result = invoke("transcribe", tmp_path / "a.wav", "-o", tmp_path / "out" / "a.mid", "--format", "all",
+                    "--model", random_onf_checkpoint, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    for suffix in ("mid", "csv", "png"):
+        assert (tmp_path / "out" / f"a.{suffix}").stat().st_size > 0
+    assert (tmp_path / "out" / "a.csv").read_text().startswith("onset,offset,pitch,velocity,instrument\n")
+
+
+def test_existing_output_is_not_overwritten(tmp_path, random_onf_checkpoint):
+    write_tone(tmp_path / "a.wav")
+    (tmp_path / "a.csv").write_text("keep me")
+    result = invoke("transcribe", tmp_path / "a.wav", "-o", tmp_path / "a.csv", "--model", random_onf_checkpoint)
+    assert result.exit_code == 1
+    assert "--overwrite" in result.output
+    assert (tmp_path / "a.csv").read_text() == "keep me"
+    result = invoke("transcribe", tmp_path / "a.wav", "-o", tmp_path / "a.csv", "--model", random_onf_checkpoint,
+                    "--overwrite")
+    assert result.exit_code == 0
+    assert (tmp_path / "a.csv").read_text().startswith("onset,")
+
+
+def test_batch_goes_on_after_a_bad_file(tmp_path, random_onf_checkpoint):
+    songs = tmp_path / "songs"
+    (songs / "sub").mkdir(parents=True)
+    write_tone(songs / "good.wav")
+    write_tone(songs / "sub" / "deep.flac")
+    (songs / "bad.wav").write_text("not audio")
+    (songs / "empty.mp3").write_bytes(b"")
+    out = tmp_path / "out"
+    result = invoke("transcribe", songs, "--recursive", "--output-dir", out, "--format", "csv",
+                    "--model", random_onf_checkpoint)
+    assert result.exit_code == 1
+    assert (out / "good.csv").exists() and (out / "sub" / "deep.csv").exists()
+    assert not (out / "bad.csv").exists() and not (out / "empty.csv").exists()
+    assert "bad.wav" in result.output and "Traceback" not in result.output
+    assert "2/4 files" in result.output
+    again = invoke("transcribe", songs, "--recursive", "--output-dir", out, "--format", "csv",
+                   "--model", random_onf_checkpoint, "--skip-existing")
+    assert again.output.count("skip") == 2
+
+
+def test_unknown_model_and_format_are_one_line_errors(tmp_path):
+    write_tone(tmp_path / "a.wav")
+    result = invoke("transcribe", tmp_path / "a.wav", "--model", "nonexistent")
+    assert result.exit_code == 2 and "unknown model 'nonexistent'" in result.output
+    result = invoke("transcribe", tmp_path / "a.wav", "--format", "mp4")
+    assert result.exit_code == 2 and "unknown output format" in result.output
+
+
+def test_eval_self_is_perfect_and_writes_json(tmp_path):
+    csv = tmp_path / "ref.csv"
+    csv.write_text("onset,offset,pitch,instrument\n0.1,0.5,60,violin\n0.6,1.0,64,violin\n")
+    result = invoke("eval", csv, csv, "--json", tmp_path / "s.json")
+    assert result.exit_code == 0, result.output
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert scores["files"][0]["note_onset"]["f1"] == 1.0
+
+
+def test_eval_bad_reference_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("onset,offset,pitch\n0.1,0.5,60\n0.2,oops,61\n")
+    result = invoke("eval", bad, bad)
+    assert result.exit_code == 2
+    assert "bad.csv:3" in result.output and "Traceback" not in result.output
