@@ -19,7 +19,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-models_app = typer.Typer(help="List and inspect transcription models.", no_args_is_help=True)
+models_app = typer.Typer(help="List, inspect, download and verify transcription models.", no_args_is_help=True)
 data_app = typer.Typer(help="Make and inspect training datasets.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
@@ -67,7 +67,7 @@ def transcribe(
     inputs: list[Path] = typer.Argument(..., help="Audio files and/or folders (wav, flac, ogg, mp3)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (one input) or folder."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Folder for outputs; mirrors input folders."),
-    model: str = typer.Option("onf", "--model", "-m", help="Model name or checkpoint folder."),
+    model: str = typer.Option("onf", "--model", "-m", help="Model name, checkpoint folder or hf://ORG/REPO@REV."),
     formats: Optional[str] = typer.Option(None, "--format", "-f", help="mid,csv,png or all (default: from -o, else mid)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -149,15 +149,38 @@ def train(
 
 @models_app.command("list")
 def models_list() -> None:
-    """List the models with a trained checkpoint."""
-    from amtcli.registry import REGISTRY
+    """List the registered models: family, bundled / cached / download needed, headline metrics."""
+    from amtcli.commands.models import run_list
 
-    console = _console()
-    if not REGISTRY:
-        console.print("No trained model is bundled yet; `amtcli train` makes one from a recipe.")
-        raise typer.Exit(0)
-    for entry in REGISTRY.values():
-        console.print(f"{entry.name}\t{entry.family}\t{entry.description}")
+    _run(run_list, _console())
+
+
+@models_app.command("info")
+def models_info(
+    name: str = typer.Argument(..., help="Model name, checkpoint folder or hf://ORG/REPO[@REV]."),
+) -> None:
+    """Show a model's registry facts and its model card (README.md)."""
+    from amtcli.commands.models import run_info
+
+    _run(run_info, name, _console())
+
+
+@models_app.command("download")
+def models_download(
+    name: str = typer.Argument(..., help="Model name, 'all', or hf://ORG/REPO[@REV]."),
+) -> None:
+    """Fetch models into the Hugging Face cache, verified by sha256, for offline use."""
+    from amtcli.commands.models import run_download
+
+    _run(run_download, name, _console())
+
+
+@models_app.command("verify")
+def models_verify() -> None:
+    """Check every bundled and cached model file against the registry (exit 1 on a mismatch)."""
+    from amtcli.commands.models import run_verify
+
+    _run(run_verify, _console())
 
 
 @data_app.command("synth")

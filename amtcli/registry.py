@@ -1,15 +1,27 @@
-"""Model registry: name -> family, description and the sha256 of each file.
+"""Model registry: name -> family, description, files (sha256 + size), Hub repo and revision.
 
-Resolution for ``--model X``: a local checkpoint folder given as a path; else a
-registered name whose bundled folder under ``models/`` matches the recorded
-hashes; else a one-line error listing what is available. Only models with a
-trained checkpoint are registered.
+Resolution for ``--model X``, first match wins:
+
+1. ``hf://ORG/REPO[@REV]``: a checkpoint someone published in the same layout
+   (see :func:`amtcli.hub.resolve_hf_uri`).
+2. A registered name: the bundled folder ``models/<name>/`` if every file matches
+   the recorded size and sha256; else the Hugging Face cache or a download at the
+   pinned revision, verified the same way (see :func:`amtcli.hub.fetch_entry`).
+   A registered name wins over a folder of the same name in the working
+   directory; write ``./NAME`` for the folder.
+3. A local checkpoint folder.
+
+Otherwise a one-line error lists the registered names. Only models with a trained
+checkpoint are registered. To add one, paste the literal that
+:func:`entry_from_folder` prints into ``_ENTRIES``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,26 +29,110 @@ from amtcli.errors import ModelError
 
 DEFAULT_MODEL = "onf"
 
+#: File names of a checkpoint folder (the same as in :mod:`amtcli.checkpoint`, which
+#: imports torch and so is not imported here).
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "README.md"
+REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE)
+
+HF_PREFIX = "hf://"
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+#: A full git commit id, as the Hub names revisions.
+COMMIT_RE = re.compile(r"[0-9a-f]{40}")
+#: A Hub model repository id, ORG/REPO.
+REPO_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One file of a published checkpoint.
+
+    Attributes:
+        name: file name inside the checkpoint folder / Hub repo ("model.safetensors").
+        sha256: expected sha256 of the content, 64 lowercase hex digits.
+        size: expected size in bytes.
+    """
+
+    name: str
+    sha256: str
+    size: int
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name or "\\" in self.name:
+            raise ValueError(f"model file name must be a plain file name, got {self.name!r}")
+        if not _SHA256.fullmatch(self.sha256):
+            raise ValueError(f"{self.name}: sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
+        if not isinstance(self.size, int) or self.size < 0:
+            raise ValueError(f"{self.name}: size must be a non-negative int, got {self.size!r}")
+
 
 @dataclass(frozen=True)
 class ModelEntry:
     """A published checkpoint.
 
     Attributes:
-        name: what users type after --model.
+        name: what users type after ``--model``.
         family: model family ("onf", "cnn", "ctc", "seq2seq").
         description: one line for ``amtcli models list``.
-        sha256: file name -> expected sha256 hex digest.
+        files: every file of the checkpoint folder with its sha256 and size.
+        repo_id: Hugging Face Hub repository ("ORG/REPO"), or None for a bundled-only model.
+        revision: the Hub commit the files were published in (40 hex digits), or None
+            exactly when ``repo_id`` is None. Never a branch: a branch can move.
+        metrics: headline metrics for ``amtcli models list``, label -> value; say the
+            data set in the label ("onset F1, MusicNet test").
     """
 
     name: str
     family: str
     description: str
-    sha256: dict[str, str] = field(default_factory=dict)
+    files: tuple[ModelFile, ...]
+    repo_id: str | None = None
+    revision: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if not _NAME.fullmatch(self.name):
+            raise ValueError(f"model name {self.name!r}: use lowercase letters, digits, '.', '_' or '-'")
+        names = [f.name for f in self.files]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model {self.name!r}: a file is listed twice")
+        missing = [n for n in REQUIRED_FILES if n not in names]
+        if missing:
+            raise ValueError(f"model {self.name!r}: files must include {', '.join(missing)}")
+        if (self.repo_id is None) != (self.revision is None):
+            raise ValueError(f"model {self.name!r}: give both repo_id and revision, or neither")
+        if self.repo_id is not None and not REPO_ID_RE.fullmatch(self.repo_id):
+            raise ValueError(f"model {self.name!r}: repo_id must look like ORG/REPO, got {self.repo_id!r}")
+        if self.revision is not None and not COMMIT_RE.fullmatch(self.revision):
+            raise ValueError(f"model {self.name!r}: revision must be a 40-hex commit, not a branch or tag")
+
+    @property
+    def sha256(self) -> dict[str, str]:
+        """File name -> expected sha256 hex digest."""
+        return {f.name: f.sha256 for f in self.files}
+
+    def file(self, name: str) -> ModelFile | None:
+        """The entry's record of file ``name``, or None."""
+        return next((f for f in self.files if f.name == name), None)
 
 
-#: Every model with a trained, bundled checkpoint.
-REGISTRY: dict[str, ModelEntry] = {}
+def _index(entries: tuple[ModelEntry, ...]) -> dict[str, ModelEntry]:
+    registry: dict[str, ModelEntry] = {}
+    for entry in entries:
+        if entry.name in registry:
+            raise ValueError(f"model {entry.name!r} is registered twice")
+        registry[entry.name] = entry
+    return registry
+
+
+#: Published checkpoints, one ``ModelEntry(...)`` literal each (see :func:`entry_from_folder`).
+_ENTRIES: tuple[ModelEntry, ...] = ()
+
+#: Every model with a trained checkpoint, by name.
+REGISTRY: dict[str, ModelEntry] = _index(_ENTRIES)
 
 
 def available_models() -> list[str]:
@@ -44,14 +140,30 @@ def available_models() -> list[str]:
     return sorted(REGISTRY)
 
 
-def models_root() -> Path:
-    """The bundled ``models/`` folder: beside the package in a checkout, or installed with it."""
-    checkout = Path(__file__).resolve().parent.parent / "models"
-    if checkout.is_dir():
-        return checkout
-    from importlib.resources import files
+def _unknown(name: str) -> ModelError:
+    names = ", ".join(available_models()) or "none yet (no trained checkpoint is published)"
+    return ModelError(f"unknown model {name!r}; available: {names}; or give a checkpoint folder or hf://ORG/REPO")
 
-    return Path(str(files("amtcli_models")))
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry called ``name``; ModelError listing the valid names otherwise."""
+    entry = REGISTRY.get(name)
+    if entry is None:
+        raise _unknown(name)
+    return entry
+
+
+def models_root() -> Path:
+    """The bundled ``models/`` folder: in a source checkout, or installed as ``amtcli_models``."""
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "models").is_dir():
+        return checkout / "models"
+    from importlib.util import find_spec
+
+    spec = find_spec("amtcli_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("the bundled models folder is not installed; reinstall amtcli")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def sha256_of(path: Path) -> str:
@@ -63,25 +175,196 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_problem(path: Path, spec: ModelFile) -> str | None:
+    """What is wrong with ``path`` as a copy of ``spec`` ("missing", size, sha256), or None."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return "missing"
+    if size != spec.size:
+        return f"size {size} bytes, expected {spec.size}"
+    if sha256_of(path) != spec.sha256:
+        return "sha256 does not match"
+    return None
+
+
+def folder_problems(folder: Path, entry: ModelEntry) -> dict[str, str]:
+    """File name -> problem for every file of ``entry`` that ``folder`` lacks or has wrong."""
+    problems = {}
+    for spec in entry.files:
+        problem = file_problem(folder / spec.name, spec)
+        if problem is not None:
+            problems[spec.name] = problem
+    return problems
+
+
 def verify_folder(folder: Path, entry: ModelEntry) -> None:
-    """Raise ModelError unless every file of ``entry`` is in ``folder`` with its hash."""
-    for name, expected in entry.sha256.items():
-        path = folder / name
-        if not path.is_file():
-            raise ModelError(f"model {entry.name!r}: {path} is missing; reinstall amtcli")
-        if sha256_of(path) != expected:
-            raise ModelError(f"model {entry.name!r}: {path} does not match its sha256; reinstall amtcli")
+    """Raise ModelError unless every file of ``entry`` is in ``folder`` with its size and sha256."""
+    problems = folder_problems(folder, entry)
+    if problems:
+        name, problem = next(iter(problems.items()))
+        raise ModelError(f"model {entry.name!r}: {folder / name}: {problem}; reinstall amtcli or download it again")
+
+
+def bundled_folder(entry: ModelEntry) -> Path | None:
+    """``models/<name>/`` if it holds every file of ``entry`` intact, else None."""
+    try:
+        folder = models_root() / entry.name
+    except ModelError:
+        return None
+    return folder if folder.is_dir() and not folder_problems(folder, entry) else None
 
 
 def resolve_model(name_or_path: str) -> tuple[str, Path]:
-    """(display name, checkpoint folder) for a registry name or a local folder."""
+    """(display name, checkpoint folder) for ``hf://ORG/REPO[@REV]``, a registry name or a local folder.
+
+    Raises ModelError (one line, saying what to do) when nothing usable is found.
+    """
+    if name_or_path.startswith(HF_PREFIX):
+        from amtcli.hub import resolve_hf_uri
+
+        return name_or_path, resolve_hf_uri(name_or_path)
+    if name_or_path in REGISTRY:
+        return name_or_path, registered_folder(REGISTRY[name_or_path])
     candidate = Path(os.path.expanduser(name_or_path))
     if candidate.is_dir():
         return candidate.name, candidate
-    entry = REGISTRY.get(name_or_path)
-    if entry is None:
-        names = ", ".join(available_models()) or "none yet (no trained checkpoint is bundled)"
-        raise ModelError(f"unknown model {name_or_path!r}; available: {names}; or give a checkpoint folder")
-    folder = models_root() / entry.name
-    verify_folder(folder, entry)
-    return entry.name, folder
+    if candidate.exists():
+        raise ModelError(f"{candidate} is a file; --model takes a checkpoint folder (config.json + model.safetensors)")
+    raise _unknown(name_or_path)
+
+
+def registered_folder(entry: ModelEntry) -> Path:
+    """A verified folder with ``entry``'s files: the bundled copy, else the Hub cache or a download."""
+    folder = bundled_folder(entry)
+    if folder is not None:
+        return folder
+    if entry.repo_id is None:
+        verify_folder(models_root() / entry.name, entry)
+    from amtcli.hub import fetch_entry
+
+    try:
+        return fetch_entry(entry)
+    except ModelError as exc:
+        raise ModelError(f"{exc}{_bundled_note(entry)}") from None
+
+
+def _bundled_note(entry: ModelEntry) -> str:
+    """Why the bundled copy was not used, when one is there but altered (e.g. a Git LFS pointer)."""
+    try:
+        folder = models_root() / entry.name
+    except ModelError:
+        return ""
+    altered = {n: p for n, p in folder_problems(folder, entry).items() if p != "missing"}
+    if not altered:
+        return ""
+    name, problem = next(iter(altered.items()))
+    return f" (the bundled {folder / name} was not used: {problem})"
+
+
+def card_body(card: str) -> str:
+    """A model card without its YAML front matter (the Hub metadata between two ``---`` lines)."""
+    lines = card.splitlines(keepends=True)
+    if lines and lines[0].strip() == "---":
+        end = next((i for i, line in enumerate(lines[1:], 1) if line.strip() == "---"), None)
+        if end is not None:
+            return "".join(lines[end + 1:]).lstrip("\n")
+    return card
+
+
+def _card_description(card: str) -> str:
+    lines = card_body(card).splitlines()
+    text = next((line.strip() for line in lines if line.strip() and not line.lstrip().startswith(("#", "|", "<"))), "")
+    return text if len(text) <= 100 else text[:97].rstrip() + "..."
+
+
+def entry_from_folder(name: str, folder: str | os.PathLike, repo_id: str | None, revision: str | None,
+                      description: str | None = None, metrics: dict[str, float] | None = None) -> str:
+    """The Python literal of a registry entry for the checkpoint in ``folder``, to paste into ``_ENTRIES``.
+
+    Hashes and sizes are computed from the files; the family comes from config.json;
+    ``description`` defaults to the first sentence-like line of the model card, and
+    ``metrics`` to the validation scores ``train`` stored in config.json. The entry is
+    validated (names, 40-hex revision, required files) before it is printed.
+
+    Raises ModelError if the folder lacks config.json, model.safetensors or README.md.
+    """
+    folder = Path(folder)
+    for required in (*REQUIRED_FILES, CARD_FILE):
+        if not (folder / required).is_file():
+            raise ModelError(f"{folder}: no {required}; a published checkpoint needs config.json, "
+                             "model.safetensors and a model card README.md")
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        family = config["family"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{folder / CONFIG_FILE}: no family ({exc})") from None
+    if description is None:
+        description = _card_description((folder / CARD_FILE).read_text(encoding="utf-8"))
+    if metrics is None:
+        scores = config.get("validation", {})
+        metrics = {k: round(float(v), 4) for k, v in scores.items()} if isinstance(scores, dict) else {}
+    files = tuple(ModelFile(n, sha256_of(folder / n), (folder / n).stat().st_size)
+                  for n in (*REQUIRED_FILES, CARD_FILE))
+    try:
+        entry = ModelEntry(name, family, description, files, repo_id, revision, dict(metrics))
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
+    return entry_literal(entry)
+
+
+def entry_literal(entry: ModelEntry) -> str:
+    """``entry`` as Python source (a ``ModelEntry(...)`` call with keyword arguments)."""
+    lines = [
+        "ModelEntry(",
+        f"    name={entry.name!r},",
+        f"    family={entry.family!r},",
+        f"    description={entry.description!r},",
+        f"    repo_id={entry.repo_id!r},",
+        f"    revision={entry.revision!r},",
+        "    files=(",
+        *(f"        ModelFile({f.name!r}, sha256={f.sha256!r}, size={f.size}),"
+          for f in entry.files),
+        "    ),",
+        f"    metrics={dict(entry.metrics)!r},",
+        "),",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _mentions(text: str, word: str) -> bool:
+    return re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text, flags=re.IGNORECASE) is not None
+
+
+def registry_problems() -> list[str]:
+    """Disagreements between REGISTRY, the bundled folders and their model cards, one line each.
+
+    For every entry: ``models/<name>/`` exists and holds every listed file with its size
+    and sha256; config.json names the entry's family; a README.md model card is listed
+    and mentions the model's name and family.
+    """
+    problems = []
+    root = models_root()
+    for entry in REGISTRY.values():
+        folder = root / entry.name
+        if not folder.is_dir():
+            problems.append(f"{entry.name}: no bundled folder {folder}")
+            continue
+        problems += [f"{entry.name}: {name}: {problem}" for name, problem in folder_problems(folder, entry).items()]
+        try:
+            family = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8")).get("family")
+        except (OSError, ValueError, AttributeError):
+            family = None
+        if family != entry.family:
+            problems.append(f"{entry.name}: config.json family {family!r}, registry says {entry.family!r}")
+        if entry.file(CARD_FILE) is None:
+            problems.append(f"{entry.name}: no {CARD_FILE} model card listed")
+            continue
+        try:
+            card = (folder / CARD_FILE).read_text(encoding="utf-8")
+        except OSError:
+            continue
+        for word in dict.fromkeys((entry.name, entry.family)):
+            if not _mentions(card, word):
+                problems.append(f"{entry.name}: {CARD_FILE} does not mention {word!r}")
+    return problems

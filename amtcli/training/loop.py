@@ -62,6 +62,11 @@ def validate(loaded: LoadedModel, recordings, decode_options=None) -> dict[str, 
     return {"val_onset_f1": mean.note_onset.f1, "val_offset_f1": mean.note_offset.f1, "val_frame_f1": mean.frame.f1}
 
 
+def _augment_clip(apply, config, clip, sample_rate, rng):
+    """Adapter: (clip, rate, rng) -> (augmented clip, semitone shift) with a fixed config."""
+    return apply(clip, sample_rate, config, rng)
+
+
 def _write_metrics(path: Path, rows: list[dict]) -> None:
     with atomic_path(path, overwrite=True) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
@@ -141,9 +146,11 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None)
         val_recordings = load_recordings(pairs, features, config.data.validation_max_s)
     augment = None
     if config.data.augment:
-        from amtcli.datasets.augment import Augmenter
+        from functools import partial
 
-        augment = Augmenter()
+        from amtcli.datasets.augment import AugmentConfig, augment as apply_augment
+
+        augment = partial(_augment_clip, apply_augment, AugmentConfig())
     sampler = CropSampler(train_recordings, features, crop_frames, rng, augment)
 
     optimizer = torch.optim.Adam(module.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)

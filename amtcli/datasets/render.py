@@ -1,0 +1,251 @@
+"""In-process FluidSynth rendering of performed notes to mono float32 audio.
+
+The output length is fixed before rendering: the last note-off plus a release tail, so
+a bad source can never produce unbounded audio. Every channel receives all-notes-off
+after its last note. Reverb, chorus, channel volumes and output level are randomized
+per item by :func:`random_settings`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from amtcli.errors import DataError
+
+#: Debian package that ships each known soundfont, used in error messages.
+SOUNDFONT_PACKAGES: dict[str, str] = {
+    "FluidR3_GM.sf2": "fluid-soundfont-gm",
+    "TimGM6mb.sf2": "timgm6mb-soundfont",
+    "MuseScore_General.sf3": "musescore-general-soundfont",
+    "MuseScore_General_Full.sf3": "musescore-general-soundfont",
+    "MuseScore_General_Lite.sf3": "musescore-general-soundfont",
+    "FluidR3Mono_GM.sf3": "fluidr3mono-gm-soundfont",
+}
+
+_CHUNK_FRAMES = 8192  #: Largest block rendered in one FluidSynth call (frames).
+_FLUSH_S = 0.5  #: Silence rendered and discarded after a reset, to empty effect buffers.
+_CC_VOLUME, _CC_PAN, _CC_ALL_NOTES_OFF = 7, 10, 123
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """How one item is rendered.
+
+    Attributes:
+        soundfont: path of the .sf2/.sf3 file.
+        sample_rate: output rate in Hz.
+        tail_s: seconds rendered after the last note-off (release and reverb).
+        peak: output peak amplitude after normalisation, in (0, 1].
+        reverb_room, reverb_damping, reverb_width, reverb_level: FluidSynth reverb.
+        chorus_level, chorus_depth_ms, chorus_speed_hz: FluidSynth chorus (nr = 3).
+        channel_volumes: CC7 value per channel (index = MIDI channel).
+        channel_pans: CC10 value per channel.
+    """
+
+    soundfont: str
+    sample_rate: int = 16000
+    tail_s: float = 1.0
+    peak: float = 0.7
+    reverb_room: float = 0.4
+    reverb_damping: float = 0.3
+    reverb_width: float = 0.8
+    reverb_level: float = 0.4
+    chorus_level: float = 0.0
+    chorus_depth_ms: float = 4.0
+    chorus_speed_hz: float = 0.3
+    channel_volumes: tuple[int, ...] = ()
+    channel_pans: tuple[int, ...] = ()
+
+    def describe(self) -> str:
+        """Compact ``key=value`` text for metadata.csv (soundfont and per-channel mix omitted)."""
+        parts = []
+        for key, value in asdict(self).items():
+            if key in ("soundfont", "channel_volumes", "channel_pans"):
+                continue
+            parts.append(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}")
+        return ";".join(parts)
+
+
+def random_settings(
+    soundfont: str, sample_rate: int, tail_s: float, n_channels: int, rng: np.random.Generator
+) -> RenderSettings:
+    """Draw reverb, chorus, mix and level for one item (dry rooms to large halls)."""
+    room = float(rng.uniform(0.1, 0.9))
+    return RenderSettings(
+        soundfont=soundfont,
+        sample_rate=sample_rate,
+        tail_s=tail_s,
+        peak=float(10 ** (rng.uniform(-14.0, -1.0) / 20.0)),
+        reverb_room=room,
+        reverb_damping=float(rng.uniform(0.1, 0.8)),
+        reverb_width=float(rng.uniform(0.3, 1.0)),
+        reverb_level=float(rng.uniform(0.05, 0.7)) if rng.random() < 0.9 else 0.0,
+        chorus_level=float(rng.uniform(0.0, 1.5)) if rng.random() < 0.4 else 0.0,
+        chorus_depth_ms=float(rng.uniform(1.0, 8.0)),
+        chorus_speed_hz=float(rng.uniform(0.1, 1.0)),
+        channel_volumes=tuple(int(v) for v in rng.integers(85, 128, size=n_channels)),
+        channel_pans=tuple(int(v) for v in rng.integers(24, 105, size=n_channels)),
+    )
+
+
+def check_soundfont(path: str | Path) -> Path:
+    """Return ``path`` if it is a readable file; otherwise raise DataError naming the package."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    package = SOUNDFONT_PACKAGES.get(path.name)
+    hint = f"; install it with: apt-get install {package}" if package else ""
+    raise DataError(f"soundfont {path} not found{hint}")
+
+
+def import_fluidsynth():
+    """Import pyfluidsynth, or raise DataError saying what to install."""
+    try:
+        import fluidsynth
+    except ImportError as exc:
+        raise DataError(
+            "FluidSynth is not available "
+            f"({exc}); install the library with: apt-get install libfluidsynth3 "
+            "(Debian package 'fluidsynth' pulls it in) and pip install pyfluidsynth"
+        ) from None
+    if not hasattr(fluidsynth, "Synth"):
+        raise DataError(
+            "the 'fluidsynth' module found is not pyfluidsynth; pip install pyfluidsynth"
+        )
+    return fluidsynth
+
+
+def fluidsynth_cli() -> str | None:
+    """Path of the FluidSynth command-line program, or None (only informative)."""
+    return shutil.which("fluidsynth")
+
+
+class Renderer:
+    """Renders note lists through one soundfont at a time, keeping it loaded between calls.
+
+    Not thread-safe; use one instance per worker process.
+    """
+
+    def __init__(self) -> None:
+        self._fluidsynth = import_fluidsynth()
+        self._key: tuple[str, int] | None = None
+        self._synth = None
+        self._sfid = -1
+
+    def _synth_for(self, soundfont: str, sample_rate: int):
+        key = (str(check_soundfont(soundfont)), int(sample_rate))
+        if key != self._key:
+            self.close()
+            synth = self._fluidsynth.Synth(
+                gain=0.2,
+                samplerate=float(sample_rate),
+                **{"synth.polyphony": 1024, "synth.cpu-cores": 1, "synth.reverb.active": 1},
+            )
+            sfid = synth.sfload(key[0])
+            if sfid < 0:
+                synth.delete()
+                raise DataError(f"FluidSynth could not load soundfont {key[0]}")
+            self._synth, self._sfid, self._key = synth, sfid, key
+        return self._synth
+
+    def close(self) -> None:
+        """Release the loaded synthesizer and soundfont."""
+        if self._synth is not None:
+            self._synth.delete()
+        self._synth, self._sfid, self._key = None, -1, None
+
+    def render(
+        self,
+        events: list[tuple[float, float, int, int, int]],
+        programs: dict[int, int],
+        settings: RenderSettings,
+    ) -> np.ndarray:
+        """Render notes to mono float32 audio.
+
+        Args:
+            events: (onset_s, offset_s, channel, pitch, velocity) per note; no two notes of
+                the same channel and pitch may overlap (resolve them first).
+            programs: 0-based GM program per MIDI channel used (never channel 9).
+            settings: soundfont, rate, effects and mix.
+
+        Returns:
+            (n_samples,) float32 with n_samples = ceil((last offset + tail_s) * rate),
+            peak-normalised to ``settings.peak`` (silence stays silence).
+        """
+        rate = settings.sample_rate
+        synth = self._synth_for(settings.soundfont, rate)
+        self._reset(synth, settings, programs)
+        end_s = max((offset for _, offset, *_ in events), default=0.0)
+        n_total = int(math.ceil((end_s + settings.tail_s) * rate))
+        timeline = []
+        for onset, offset, channel, pitch, velocity in events:
+            timeline.append((int(round(onset * rate)), 1, channel, pitch, velocity))
+            timeline.append((int(round(offset * rate)), 0, channel, pitch, 0))
+        timeline.sort()
+        out = np.zeros((2, n_total), dtype=np.float32)
+        position = 0
+        for sample, is_on, channel, pitch, velocity in timeline:
+            sample = min(sample, n_total)
+            position = self._write(synth, out, position, sample)
+            if is_on:
+                synth.noteon(channel, pitch, velocity)
+            else:
+                synth.noteoff(channel, pitch)
+        for channel in programs:
+            synth.cc(channel, _CC_ALL_NOTES_OFF, 0)
+        self._write(synth, out, position, n_total)
+        mono = out.mean(axis=0)
+        peak = float(np.max(np.abs(mono))) if mono.size else 0.0
+        if peak > 0:
+            mono *= settings.peak / peak
+        return mono.astype(np.float32, copy=False)
+
+    def _reset(self, synth, settings: RenderSettings, programs: dict[int, int]) -> None:
+        synth.system_reset()
+        synth.set_reverb(
+            settings.reverb_room, settings.reverb_damping, settings.reverb_width, settings.reverb_level
+        )
+        synth.set_chorus(3, settings.chorus_level, settings.chorus_speed_hz, settings.chorus_depth_ms, 0)
+        flush = np.zeros((2, int(_FLUSH_S * settings.sample_rate)), dtype=np.float32)
+        self._write(synth, flush, 0, flush.shape[1])
+        for channel, program in programs.items():
+            if channel == 9:
+                raise ValueError("channel 9 is the percussion channel")
+            synth.program_select(channel, self._sfid, 0, program)
+            if channel < len(settings.channel_volumes):
+                synth.cc(channel, _CC_VOLUME, settings.channel_volumes[channel])
+            if channel < len(settings.channel_pans):
+                synth.cc(channel, _CC_PAN, settings.channel_pans[channel])
+
+    def _write(self, synth, out: np.ndarray, start: int, stop: int) -> int:
+        """Render frames [start, stop) into ``out`` (2, n); return ``stop``."""
+        write_float = getattr(getattr(self._fluidsynth, "_fl", None), "fluid_synth_write_float", None)
+        position = start
+        while position < stop:
+            n = min(_CHUNK_FRAMES, stop - position)
+            if write_float is not None:
+                left = np.zeros(n, dtype=np.float32)
+                right = np.zeros(n, dtype=np.float32)
+                write_float(
+                    ctypes.c_void_p(synth.synth),
+                    ctypes.c_int(n),
+                    left.ctypes.data_as(ctypes.c_void_p),
+                    ctypes.c_int(0),
+                    ctypes.c_int(1),
+                    right.ctypes.data_as(ctypes.c_void_p),
+                    ctypes.c_int(0),
+                    ctypes.c_int(1),
+                )
+                out[0, position : position + n] = left
+                out[1, position : position + n] = right
+            else:
+                samples = np.asarray(synth.get_samples(n), dtype=np.float32).reshape(-1, 2) / 32768.0
+                out[:, position : position + n] = samples.T
+            position += n
+        return stop

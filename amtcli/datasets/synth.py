@@ -1,0 +1,733 @@
+"""The synthetic corpus factory behind ``amtcli data synth``.
+
+A recipe (TOML) lists sources with a share of the total hours, a tempo range, the
+ensembles to draw from and how often a work may be rendered. Planning is deterministic
+for a given recipe, hour budget and seed: works are drawn per source in a seeded order
+until the source's share is filled, split train/validation/test by work group, and each
+render gets its own seed derived from the run seed and its id. Items are rendered in
+worker processes; audio and labels are written atomically (labels last), so a re-run
+skips finished items and a killed run resumes.
+
+Output layout (MusicNet): ``<split>_data/ID.flac``, ``<split>_labels/ID.csv``,
+``metadata.csv``, ``DATASET.md``, ``recipe.toml`` and ``.items/ID.json`` (per-item
+metadata used to rebuild ``metadata.csv``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import multiprocessing
+import re
+import time
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from amtcli.atomic import atomic_path
+from amtcli.datasets import sources as src
+from amtcli.datasets.musicnet import write_musicnet_labels
+from amtcli.datasets.performance import ENSEMBLES, PerformanceStyle, assign_instruments, crop_score, perform
+from amtcli.datasets.render import Renderer, check_soundfont, random_settings
+from amtcli.errors import AmtError, ConfigError, DataError
+from amtcli.instruments import program_name
+
+DEFAULT_RECIPE = Path(__file__).parent / "recipes" / "default.toml"
+SPLITS = ("train", "validation", "test")
+SOURCE_KINDS = ("music21", "midi", "generated")
+METADATA_COLUMNS = (
+    "id", "split", "source_work", "title", "composer", "ensemble", "instruments",
+    "soundfont", "render_settings", "bpm", "duration_s", "n_notes", "seed",
+)
+
+Log = Callable[[str], None]
+
+
+# ----------------------------------------------------------------------------- recipe
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One ``[[sources]]`` table of a recipe (see ``recipes/default.toml``).
+
+    Attributes:
+        name: short name, used as the id prefix.
+        kind: "music21" (corpus glob patterns), "midi" (a folder) or "generated".
+        share: relative share of the total hours.
+        include, exclude: corpus glob patterns (music21).
+        folder: MIDI folder (midi); ``keep_programs`` keeps the files' own instruments.
+        bpm: (low, high) quarter notes per minute, or None to use the source's tempo.
+        max_renders: how many times one work may be rendered to fill the share.
+        max_seconds: longer works are rendered as a random excerpt of about this length.
+        length_beats: length of each generated etude in beats (generated).
+        ensembles: (ensemble name, weight) pairs to draw from.
+    """
+
+    name: str
+    kind: str
+    share: float
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    folder: str = ""
+    keep_programs: bool = False
+    bpm: tuple[float, float] | None = None
+    max_renders: int = 1
+    max_seconds: float = 180.0
+    length_beats: float = 120.0
+    ensembles: tuple[tuple[str, float], ...] = (("piano", 1.0),)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A whole recipe; every field is validated by :func:`load_recipe`.
+
+    Attributes:
+        hours: total hours to render (before the final release tails).
+        sample_rate: audio rate in Hz.
+        tail_s: seconds rendered after the last note-off.
+        validation_fraction, test_fraction: share of work groups per source.
+        parse_time_limit_s: per-file limit for parsing music21 files.
+        train_soundfonts: used for train and validation.
+        test_soundfonts: used for test only (held out).
+        style: performance settings.
+        sources: the sources.
+    """
+
+    hours: float
+    sample_rate: int
+    tail_s: float
+    validation_fraction: float
+    test_fraction: float
+    parse_time_limit_s: float
+    train_soundfonts: tuple[str, ...]
+    test_soundfonts: tuple[str, ...]
+    style: PerformanceStyle
+    sources: tuple[SourceSpec, ...]
+    text: str = field(default="", repr=False)
+
+
+def load_recipe(path: Path | None = None) -> Recipe:
+    """Read and validate a recipe (the packaged default when ``path`` is None).
+
+    Raises ConfigError naming the file and the bad field.
+    """
+    path = Path(path) if path is not None else DEFAULT_RECIPE
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+    except OSError as exc:
+        raise ConfigError(f"cannot read recipe {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"recipe {path} is not valid TOML: {exc}") from None
+    try:
+        return _parse_recipe(data, text, path.parent)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"recipe {path}: {exc}") from None
+
+
+def _parse_recipe(data: dict, text: str, base: Path) -> Recipe:
+    dataset = data.get("dataset", {})
+    fonts = data.get("soundfonts", {})
+    style_fields = {f.name for f in fields(PerformanceStyle)}
+    unknown = set(data.get("performance", {})) - style_fields
+    if unknown:
+        raise ValueError(f"unknown [performance] keys: {', '.join(sorted(unknown))}")
+    style = PerformanceStyle(**{k: float(v) for k, v in data.get("performance", {}).items()})
+    sources = tuple(_parse_source(entry, base) for entry in data.get("sources", []))
+    if not sources:
+        raise ValueError("no [[sources]]")
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ValueError("source names must be unique")
+    recipe = Recipe(
+        hours=float(dataset.get("hours", 8.0)),
+        sample_rate=int(dataset.get("sample_rate", 16000)),
+        tail_s=float(dataset.get("tail_s", 1.0)),
+        validation_fraction=float(dataset.get("validation_fraction", 0.05)),
+        test_fraction=float(dataset.get("test_fraction", 0.05)),
+        parse_time_limit_s=float(dataset.get("parse_time_limit_s", 60.0)),
+        train_soundfonts=tuple(str(f) for f in fonts["train"]),
+        test_soundfonts=tuple(str(f) for f in fonts["test"]),
+        style=style,
+        sources=sources,
+        text=text,
+    )
+    if recipe.hours <= 0 or not 8000 <= recipe.sample_rate <= 96000 or recipe.tail_s < 0:
+        raise ValueError("need hours > 0, 8000 <= sample_rate <= 96000 and tail_s >= 0")
+    if not 0 <= recipe.validation_fraction + recipe.test_fraction < 1:
+        raise ValueError("validation_fraction + test_fraction must be in [0, 1)")
+    if not recipe.train_soundfonts or not recipe.test_soundfonts:
+        raise ValueError("[soundfonts] needs non-empty 'train' and 'test' lists")
+    return recipe
+
+
+def _parse_source(entry: dict, base: Path) -> SourceSpec:
+    kind = entry["kind"]
+    if kind not in SOURCE_KINDS:
+        raise ValueError(f"source kind {kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+    ensembles = tuple((str(k), float(v)) for k, v in entry.get("ensembles", {"piano": 1.0}).items())
+    for name, weight in ensembles:
+        if name not in ENSEMBLES:
+            raise ValueError(f"unknown ensemble {name!r}; known: {', '.join(sorted(ENSEMBLES))}")
+        if weight < 0:
+            raise ValueError(f"ensemble weight of {name} is negative")
+    bpm = entry.get("bpm")
+    folder = entry.get("folder", "")
+    spec = SourceSpec(
+        name=str(entry["name"]),
+        kind=kind,
+        share=float(entry.get("share", 1.0)),
+        include=tuple(entry.get("include", ())),
+        exclude=tuple(entry.get("exclude", ())),
+        folder=str((base / folder).resolve()) if folder else "",
+        keep_programs=bool(entry.get("keep_programs", False)),
+        bpm=(float(bpm[0]), float(bpm[1])) if bpm else None,
+        max_renders=int(entry.get("max_renders", 1)),
+        max_seconds=float(entry.get("max_seconds", 180.0)),
+        length_beats=float(entry.get("length_beats", 120.0)),
+        ensembles=ensembles,
+    )
+    if not re.fullmatch(r"[A-Za-z0-9_]+", spec.name):
+        raise ValueError(f"source name {spec.name!r} may only use letters, digits and _")
+    if spec.share <= 0 or spec.max_renders < 1 or spec.max_seconds <= 0:
+        raise ValueError(f"source {spec.name}: need share > 0, max_renders >= 1, max_seconds > 0")
+    if kind == "midi" and not spec.folder:
+        raise ValueError(f"source {spec.name}: kind 'midi' needs a folder")
+    if kind == "music21" and not spec.include:
+        raise ValueError(f"source {spec.name}: kind 'music21' needs include patterns")
+    return spec
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    """One audio file to render (all choices except the performance noise are made here).
+
+    Attributes:
+        item_id: file stem, ``<source>-<work slug>-<render index>``.
+        split: "train", "validation" or "test".
+        source: source name; kind: source kind.
+        ref: corpus path, MIDI path, or the generator seed of a generated etude.
+        root: MIDI folder of the source ("" otherwise).
+        work_id, group, title, composer: of the work.
+        ensemble: ensemble name ("source" when the MIDI file's programs are kept).
+        soundfont: soundfont path.
+        bpm: base tempo in quarter notes per minute.
+        crop_start_beats, crop_length_beats: excerpt; length 0 means the whole work.
+        seed: seed of this item's performance and mix.
+        estimated_s: planned duration in seconds.
+    """
+
+    item_id: str
+    split: str
+    source: str
+    kind: str
+    ref: str
+    root: str
+    work_id: str
+    group: str
+    title: str
+    composer: str
+    ensemble: str
+    soundfont: str
+    bpm: float
+    crop_start_beats: float
+    crop_length_beats: float
+    seed: int
+    estimated_s: float
+    length_beats: float = 120.0
+
+
+@dataclass
+class _Work:
+    score: src.Score
+    ref: str
+
+
+def slug(text: str, limit: int = 60) -> str:
+    """File-name-safe version of a work id."""
+    text = re.sub(r"^[a-z0-9]+:", "", text)
+    text = re.sub(r"\.(mxl|xml|musicxml|krn|abc|mid|midi|mei)$", "", text, flags=re.I)
+    return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")[:limit] or "work"
+
+
+def _natural_bpm(score: src.Score, spec: SourceSpec) -> float:
+    if spec.bpm is not None:
+        return (spec.bpm[0] + spec.bpm[1]) / 2
+    return score.bpm or 100.0
+
+
+def _estimate_s(score: src.Score, spec: SourceSpec) -> float:
+    return min(score.end_beats * 60.0 / _natural_bpm(score, spec), spec.max_seconds)
+
+
+def _candidates(spec: SourceSpec, seed: int) -> list[str]:
+    if spec.kind == "music21":
+        refs = src.find_music21_paths(spec.include, spec.exclude)
+    elif spec.kind == "midi":
+        refs = [str(p) for p in src.find_midi_files(Path(spec.folder))]
+    else:
+        return []
+    rng = np.random.default_rng(src.stable_seed(seed, "order", spec.name))
+    return [refs[i] for i in rng.permutation(len(refs))]
+
+
+def _collect_works(
+    spec: SourceSpec, recipe: Recipe, share_s: float, seed: int, jobs: int, cache_dir: Path,
+    log: Log, failures: list[tuple[str, str]], progress: Callable[[int], None],
+) -> list[_Work]:
+    """Works of one source, drawn in seeded order until their duration fills ``share_s``."""
+    works: list[_Work] = []
+    total = 0.0
+    if spec.kind == "generated":
+        k = 0
+        while total < share_s:
+            work_id = f"generated:{spec.name}/{k:05d}"
+            work_seed = src.stable_seed(seed, work_id)
+            works.append(_Work(src.generate_score(work_id, work_seed, spec.length_beats), str(work_seed)))
+            score = works[-1].score
+            total += _estimate_s(score, spec)
+            k += 1
+        return works
+    refs = _candidates(spec, seed)
+    if not refs:
+        log(f"[yellow]warning:[/] source {spec.name} matched no files")
+    chunk = max(8, 4 * jobs)
+    for start in range(0, len(refs), chunk):
+        if total >= share_s:
+            break
+        batch = refs[start : start + chunk]
+        if spec.kind == "music21":
+            def report(path: str, n_works: int, error: str) -> None:
+                progress(1)
+                if error:
+                    failures.append((path, error))
+                    log(f"[yellow]skipped[/] music21 {path}: {error}")
+
+            src.convert_music21_files(batch, cache_dir, recipe.parse_time_limit_s, jobs, report)
+            loaded = [(s, ref) for ref in batch for s in src.load_music21_cached(cache_dir, ref)]
+        else:
+            loaded = []
+            for ref in batch:
+                try:
+                    loaded.append((src.load_midi_score(Path(ref), Path(spec.folder)), ref))
+                except DataError as exc:
+                    failures.append((ref, str(exc)))
+                    log(f"[yellow]skipped[/] {exc}")
+        for score, ref in loaded:
+            if total >= share_s:
+                break
+            works.append(_Work(score, ref))
+            total += _estimate_s(score, spec)
+    return works
+
+
+def _split_groups(groups: list[str], recipe: Recipe) -> dict[str, str]:
+    """Split of every group: ranked by a stable hash, the first ones go to test, then validation."""
+    ranked = sorted(set(groups), key=lambda g: src.stable_seed("split", g))
+    n = len(ranked)
+    n_test = round(recipe.test_fraction * n)
+    n_val = round(recipe.validation_fraction * n)
+    if n >= 4:
+        n_test = max(n_test, 1 if recipe.test_fraction > 0 else 0)
+        n_val = max(n_val, 1 if recipe.validation_fraction > 0 else 0)
+    split = {}
+    for i, group in enumerate(ranked):
+        split[group] = "test" if i < n_test else "validation" if i < n_test + n_val else "train"
+    return split
+
+
+def _choose_ensemble(spec: SourceSpec, n_parts: int, rng: np.random.Generator) -> str:
+    options = [(n, w) for n, w in spec.ensembles if w > 0 and not (n.startswith("solo_") and n_parts > 2)]
+    if not options:
+        options = [(n, w) for n, w in spec.ensembles if w > 0] or [("piano", 1.0)]
+    weights = np.array([w for _, w in options], dtype=float)
+    return options[int(rng.choice(len(options), p=weights / weights.sum()))][0]
+
+
+def _make_item(work: _Work, render: int, split: str, spec: SourceSpec, recipe: Recipe, seed: int) -> PlanItem:
+    score = work.score
+    item_id = f"{spec.name}-{slug(score.work_id)}-{render}"
+    rng = np.random.default_rng(src.stable_seed(seed, "plan", item_id))
+    if spec.bpm is not None:
+        bpm = float(rng.uniform(*spec.bpm))
+    else:
+        bpm = float((score.bpm or 100.0) * rng.uniform(0.92, 1.08))
+    fonts = recipe.test_soundfonts if split == "test" else recipe.train_soundfonts
+    soundfont = fonts[int(rng.integers(len(fonts)))]
+    ensemble = "source" if spec.keep_programs else _choose_ensemble(spec, len(score.parts), rng)
+    end = score.end_beats
+    crop_start, crop_length = 0.0, 0.0
+    if end * 60.0 / bpm > spec.max_seconds:
+        crop_length = float(math.floor(spec.max_seconds * bpm / 60.0))
+        crop_start = float(2 * int(rng.integers(0, int((end - crop_length) // 2) + 1)))
+    length = crop_length or end
+    return PlanItem(
+        item_id=item_id, split=split, source=spec.name, kind=spec.kind, ref=work.ref,
+        root=spec.folder, work_id=score.work_id, group=score.group, title=score.title,
+        composer=score.composer, ensemble=ensemble, soundfont=soundfont, bpm=bpm,
+        crop_start_beats=crop_start, crop_length_beats=crop_length,
+        seed=src.stable_seed(seed, "item", item_id), estimated_s=length * 60.0 / bpm,
+        length_beats=spec.length_beats,
+    )
+
+
+def plan_items(
+    recipe: Recipe, seed: int, jobs: int = 1, cache_dir: Path | None = None,
+    log: Log = lambda message: None, progress: Callable[[int], None] = lambda n: None,
+) -> tuple[list[PlanItem], list[tuple[str, str]]]:
+    """Plan every item of a recipe. Returns (items, skipped sources as (path, reason))."""
+    cache_dir = cache_dir or src.default_cache_dir()
+    total_share = sum(s.share for s in recipe.sources)
+    items: list[PlanItem] = []
+    failures: list[tuple[str, str]] = []
+    for spec in recipe.sources:
+        share_s = recipe.hours * 3600.0 * spec.share / total_share
+        works = _collect_works(spec, recipe, share_s, seed, jobs, cache_dir, log, failures, progress)
+        splits = _split_groups([w.score.group for w in works], recipe)
+        planned = 0.0
+        for render in range(spec.max_renders):
+            for work in works:
+                if planned >= share_s:
+                    break
+                item = _make_item(work, render, splits[work.score.group], spec, recipe, seed)
+                items.append(item)
+                planned += item.estimated_s
+    seen: set[str] = set()
+    unique = []
+    for item in items:
+        if item.item_id not in seen:
+            seen.add(item.item_id)
+            unique.append(item)
+    return unique, failures
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+@dataclass(frozen=True)
+class _Job:
+    item: PlanItem
+    out_dir: str
+    sample_rate: int
+    tail_s: float
+    style: PerformanceStyle
+    cache_dir: str
+
+
+_RENDERER: Renderer | None = None
+
+
+def item_paths(out_dir: Path, item_id: str, split: str) -> tuple[Path, Path, Path]:
+    """(audio, labels, per-item metadata JSON) paths of one item."""
+    return (
+        out_dir / f"{split}_data" / f"{item_id}.flac",
+        out_dir / f"{split}_labels" / f"{item_id}.csv",
+        out_dir / ".items" / f"{item_id}.json",
+    )
+
+
+def load_item_score(item: PlanItem, cache_dir: Path) -> src.Score:
+    """The (uncropped) score of a planned item. Raises DataError if it is gone."""
+    if item.kind == "generated":
+        return src.generate_score(item.work_id, int(item.ref), item.length_beats)
+    if item.kind == "midi":
+        return src.load_midi_score(Path(item.ref), Path(item.root))
+    for score in src.load_music21_cached(cache_dir, item.ref):
+        if score.work_id == item.work_id:
+            return score
+    raise DataError(f"{item.ref}: not in the music21 cache {cache_dir}")
+
+
+def render_item(job: _Job) -> dict:
+    """Render one item (worker function): audio, then metadata JSON, then labels.
+
+    Returns its metadata row (without duration formatting).
+    """
+    global _RENDERER
+    import soundfile
+
+    item = job.item
+    out_dir = Path(job.out_dir)
+    audio_path, label_path, meta_path = item_paths(out_dir, item.item_id, item.split)
+    score = load_item_score(item, Path(job.cache_dir))
+    if item.crop_length_beats > 0:
+        score = crop_score(score, item.crop_start_beats, item.crop_length_beats)
+    rng = np.random.default_rng(item.seed)
+    if item.ensemble == "source":
+        programs = [p.program if p.program is not None else 0 for p in score.parts]
+    else:
+        programs = assign_instruments(score.parts, ENSEMBLES[item.ensemble])
+    performance = perform(score, programs, item.bpm, job.style, rng)
+    if not performance.notes:
+        raise DataError(f"{item.item_id}: no notes to render")
+    settings = random_settings(item.soundfont, job.sample_rate, job.tail_s, 16, rng)
+    events = [
+        (n.onset_s, n.offset_s, c, n.pitch, n.velocity)
+        for n, c in zip(performance.notes, performance.channels)
+    ]
+    if _RENDERER is None:
+        _RENDERER = Renderer()
+    audio = _RENDERER.render(events, performance.programs, settings)
+    with atomic_path(audio_path, overwrite=True) as tmp:
+        soundfile.write(tmp, audio, job.sample_rate, format="FLAC", subtype="PCM_16")
+    row = {
+        "id": item.item_id,
+        "split": item.split,
+        "source_work": item.work_id,
+        "title": item.title,
+        "composer": item.composer,
+        "ensemble": item.ensemble,
+        "instruments": ";".join(program_name(p) for p in performance.instruments),
+        "soundfont": Path(item.soundfont).name,
+        "render_settings": settings.describe(),
+        "bpm": f"{item.bpm:.1f}",
+        "duration_s": f"{len(audio) / job.sample_rate:.3f}",
+        "n_notes": str(len(performance.notes)),
+        "seed": str(item.seed),
+    }
+    with atomic_path(meta_path, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(row), encoding="utf-8")
+    write_musicnet_labels(label_path, list(performance.notes), list(performance.beats), overwrite=True)
+    return row
+
+
+def _render_safely(job: _Job) -> tuple[str, dict | None, str]:
+    try:
+        return job.item.item_id, render_item(job), ""
+    except AmtError as exc:
+        return job.item.item_id, None, str(exc)
+    except Exception as exc:  # one bad item must not stop the batch; it is reported
+        return job.item.item_id, None, f"{type(exc).__name__}: {exc}"
+
+
+def is_done(out_dir: Path, item: PlanItem) -> bool:
+    """True when the item's labels (written last) and its audio and metadata exist."""
+    return all(p.exists() for p in item_paths(out_dir, item.item_id, item.split))
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def write_metadata(out_dir: Path, items: list[PlanItem]) -> int:
+    """Write ``metadata.csv`` for every finished item; returns the number of rows."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=METADATA_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    n = 0
+    for item in sorted(items, key=lambda i: (SPLITS.index(i.split), i.item_id)):
+        meta_path = item_paths(out_dir, item.item_id, item.split)[2]
+        if not is_done(out_dir, item):
+            continue
+        row = json.loads(meta_path.read_text(encoding="utf-8"))
+        writer.writerow({k: row.get(k, "") for k in METADATA_COLUMNS})
+        n += 1
+    with atomic_path(out_dir / "metadata.csv", overwrite=True) as tmp:
+        tmp.write_text(buffer.getvalue(), encoding="utf-8")
+    return n
+
+
+def check_recipe_files(recipe: Recipe) -> None:
+    """Fail early (DataError naming the package) if FluidSynth or a soundfont is missing."""
+    from amtcli.datasets.render import import_fluidsynth
+
+    import_fluidsynth()
+    for font in recipe.train_soundfonts + recipe.test_soundfonts:
+        check_soundfont(font)
+
+
+@dataclass
+class SynthReport:
+    """What one ``synthesize`` run did.
+
+    Attributes:
+        planned: items in the plan; rendered: rendered now; skipped: already there.
+        failed: (item id, reason) of items that could not be rendered.
+        skipped_sources: (source path, reason) of sources that could not be read.
+        elapsed_s: wall-clock seconds of the whole run.
+    """
+
+    planned: int = 0
+    rendered: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped_sources: list[tuple[str, str]] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+
+def render_plan(
+    items: list[PlanItem], out_dir: Path, recipe: Recipe, jobs: int, cache_dir: Path,
+    report: SynthReport, log: Log, progress: Callable[[int], None],
+) -> None:
+    """Render every unfinished item in ``jobs`` processes, grouped by soundfont."""
+    todo = [i for i in items if not is_done(out_dir, i)]
+    report.skipped = len(items) - len(todo)
+    progress(report.skipped)
+    todo.sort(key=lambda i: (i.soundfont, i.item_id))
+    job_list = [
+        _Job(i, str(out_dir), recipe.sample_rate, recipe.tail_s, recipe.style, str(cache_dir)) for i in todo
+    ]
+
+    def handle(result: tuple[str, dict | None, str]) -> None:
+        item_id, row, error = result
+        progress(1)
+        if row is None:
+            report.failed.append((item_id, error))
+            log(f"[red]failed[/] {item_id}: {error}")
+        else:
+            report.rendered += 1
+
+    if jobs <= 1 or len(job_list) <= 1:
+        for job in job_list:
+            handle(_render_safely(job))
+        return
+    with multiprocessing.get_context("fork").Pool(jobs, maxtasksperchild=200) as pool:
+        for result in pool.imap_unordered(_render_safely, job_list):
+            handle(result)
+
+
+def recipe_with_hours(recipe: Recipe, hours: float | None) -> Recipe:
+    """The recipe with its total hours replaced (ConfigError unless hours > 0)."""
+    if hours is None:
+        return recipe
+    if not hours > 0:
+        raise ConfigError(f"--hours must be positive, got {hours}")
+    return Recipe(**{**{f.name: getattr(recipe, f.name) for f in fields(Recipe)}, "hours": float(hours)})
+
+
+def write_card(out_dir: Path, recipe: Recipe, seed: int, report: SynthReport) -> None:
+    """Write ``DATASET.md``: how the corpus was made and its numbers."""
+    from amtcli.datasets.stats import dataset_stats, format_card
+
+    stats = dataset_stats(out_dir)
+    total = stats.total
+    mix = _recordings_table(out_dir)
+    sources = "\n".join(
+        f"| {s.name} | {s.kind} | {s.share:g} | {', '.join(s.include) or s.folder or '-'} | "
+        f"{', '.join(n for n, w in s.ensembles if w > 0)} |"
+        for s in recipe.sources
+    )
+    text = f"""# Synthetic transcription corpus
+
+Rendered by `amtcli data synth` (seed {seed}) from symbolic music with FluidSynth.
+{total.hours:.2f} hours, {total.notes:,} notes in {total.items} recordings; audio is mono
+16-bit FLAC at {recipe.sample_rate} Hz, labels are MusicNet CSVs (sample indices at
+44.1 kHz, 1-based GM programs) listing exactly the notes rendered.
+
+- Splits are by work (movements of one piece stay together).
+- Train and validation soundfonts: {', '.join(Path(f).name for f in recipe.train_soundfonts)}.
+- Test soundfont (held out, never used for train/validation): {', '.join(Path(f).name for f in recipe.test_soundfonts)}.
+- Performance: drifting tempo (+-{recipe.style.tempo_drift:.0%}), phrase dynamics, onset jitter
+  ({recipe.style.onset_jitter_s * 1000:.0f} ms), duration jitter, legato/staccato phrases; reverb,
+  chorus, channel volumes and level randomized per recording.
+- Sources skipped because they could not be read: {len(report.skipped_sources)}.
+- Recordings that failed to render: {len(report.failed)}.
+
+## Sources
+
+| source | kind | share | files | ensembles |
+|---|---|---:|---|---|
+{sources}
+
+## Numbers
+
+{format_card(stats)}
+### Recordings by source and by ensemble (all splits)
+
+{mix}
+See `metadata.csv` for each recording's work, ensemble, instruments, soundfont, render
+settings, duration and seed, and `recipe.toml` for the recipe used.
+"""
+    with atomic_path(out_dir / "DATASET.md", overwrite=True) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def _recordings_table(out_dir: Path) -> str:
+    """Markdown tables of recordings and hours per source and per ensemble, from metadata.csv."""
+    with open(out_dir / "metadata.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    lines = []
+    for title, key in (("source", lambda r: r["id"].split("-", 1)[0]), ("ensemble", lambda r: r["ensemble"])):
+        counts: dict[str, list[float]] = {}
+        for row in rows:
+            entry = counts.setdefault(key(row), [0, 0.0])
+            entry[0] += 1
+            entry[1] += float(row["duration_s"]) / 3600
+        lines += [f"| {title} | recordings | hours |", "|---|---:|---:|"]
+        lines += [f"| {k} | {n} | {h:.2f} |" for k, (n, h) in sorted(counts.items(), key=lambda kv: -kv[1][1])]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def synthesize(
+    out_dir: Path, recipe: Recipe, seed: int = 0, jobs: int = 1, cache_dir: Path | None = None,
+    console=None,
+) -> SynthReport:
+    """Plan, render and describe a whole corpus in ``out_dir`` (resuming a previous run).
+
+    Progress and skipped sources are printed to ``console`` (a rich Console; a quiet
+    one when None). Raises DataError if FluidSynth or a soundfont is missing.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    console = console or Console(quiet=True)
+    start = time.monotonic()
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    check_recipe_files(recipe)
+    shared = set(recipe.test_soundfonts) & set(recipe.train_soundfonts)
+    if shared:
+        console.print(f"[yellow]warning:[/] test soundfont also used for training: {', '.join(sorted(shared))}")
+    cache_dir = cache_dir or src.default_cache_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "recipe.toml", overwrite=True) as tmp:
+        tmp.write_text(recipe.text or "", encoding="utf-8")
+    report = SynthReport()
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        log = _logger(bar)
+        parse_task = bar.add_task("parse sources", total=None)
+        items, report.skipped_sources = plan_items(
+            recipe, seed, jobs, cache_dir, log, lambda n: bar.advance(parse_task, n)
+        )
+        bar.update(parse_task, total=bar.tasks[parse_task].completed)
+        report.planned = len(items)
+        hours = sum(i.estimated_s for i in items) / 3600
+        log(f"planned {len(items)} recordings, about {hours:.2f} h")
+        render_task = bar.add_task("render", total=len(items))
+        tick = _ticker(console, len(items), lambda n: bar.advance(render_task, n))
+        render_plan(items, out_dir, recipe, jobs, cache_dir, report, log, tick)
+    write_metadata(out_dir, items)
+    write_card(out_dir, recipe, seed, report)
+    report.elapsed_s = time.monotonic() - start
+    return report
+
+
+def _logger(bar) -> Log:
+    return lambda message: bar.console.print(message)
+
+
+def _ticker(console, total: int, advance: Callable[[int], None]) -> Callable[[int], None]:
+    """Advance the bar; on a non-terminal console also print a line every 5 %."""
+    done = [0, 0]
+
+    def tick(n: int) -> None:
+        advance(n)
+        done[0] += n
+        step = max(total // 20, 1)
+        if not console.is_terminal and done[0] // step > done[1]:
+            done[1] = done[0] // step
+            console.print(f"rendered {done[0]}/{total}")
+
+    return tick

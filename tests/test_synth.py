@@ -1,0 +1,256 @@
+"""The synthetic corpus factory: planning, performance, rendering, layout, augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from amtcli.datasets import sources as src
+from amtcli.datasets.augment import AugmentConfig, augment, shift_notes
+from amtcli.datasets.layout import maestro_pairs, musicnet_pairs
+from amtcli.datasets.musicnet import MUSICNET_SAMPLE_RATE, read_musicnet_labels
+from amtcli.datasets.performance import (
+    ENSEMBLES,
+    PLAYABLE_RANGE,
+    PerformanceStyle,
+    assign_instruments,
+    perform,
+)
+from amtcli.datasets.stats import dataset_stats
+from amtcli.datasets.synth import load_recipe, plan_items, synthesize
+from amtcli.errors import DataError
+from amtcli.types import Note, validate_notes
+
+TIMGM = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
+
+pytest.importorskip("fluidsynth")
+needs_soundfont = pytest.mark.skipif(not TIMGM.is_file(), reason="timgm6mb-soundfont not installed")
+
+
+def _write_midi(path: Path) -> None:
+    import pretty_midi
+
+    midi = pretty_midi.PrettyMIDI()
+    violin = pretty_midi.Instrument(program=40)
+    for k, pitch in enumerate([67, 69, 71, 72, 74, 72, 71, 69]):
+        violin.notes.append(pretty_midi.Note(velocity=90, pitch=pitch, start=0.5 * k, end=0.5 * k + 0.45))
+    piano = pretty_midi.Instrument(program=0)
+    for k in range(4):
+        for pitch in (48, 55, 60):
+            piano.notes.append(pretty_midi.Note(velocity=70, pitch=pitch, start=float(k), end=k + 0.9))
+    midi.instruments += [violin, piano]
+    midi.write(str(path))
+
+
+def _recipe(tmp_path: Path, hours: float = 0.006, generated_share: float = 0.7) -> Path:
+    midi_dir = tmp_path / "midi"
+    midi_dir.mkdir(exist_ok=True)
+    _write_midi(midi_dir / "good.mid")
+    (midi_dir / "broken.mid").write_bytes(b"MThd this is not a MIDI file")
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(
+        f"""
+[dataset]
+hours = {hours}
+tail_s = 0.5
+validation_fraction = 0.2
+test_fraction = 0.2
+[soundfonts]
+train = ["{TIMGM}"]
+test = ["{TIMGM}"]
+[[sources]]
+name = "gen"
+kind = "generated"
+share = {generated_share}
+length_beats = 12
+bpm = [120, 140]
+[sources.ensembles]
+piano = 1
+string_quartet = 1
+[[sources]]
+name = "user"
+kind = "midi"
+folder = "midi"
+keep_programs = true
+share = {1 - generated_share}
+""",
+        encoding="utf-8",
+    )
+    return recipe
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("synth")
+    recipe = load_recipe(_recipe(tmp))
+    report = synthesize(tmp / "out", recipe, seed=3, jobs=1, cache_dir=tmp / "cache")
+    return tmp, recipe, report
+
+
+@needs_soundfont
+def test_corpus_layout_metadata_and_bad_source(corpus):
+    tmp, _, report = corpus
+    out = tmp / "out"
+    assert report.rendered > 0 and not report.failed
+    assert [Path(p).name for p, _ in report.skipped_sources] == ["broken.mid"]
+    header = (out / "metadata.csv").read_text().splitlines()[0].split(",")
+    for column in ("id", "source_work", "composer", "ensemble", "instruments", "soundfont",
+                   "render_settings", "duration_s", "seed"):
+        assert column in header
+    assert (out / "DATASET.md").read_text().startswith("# Synthetic")
+    stats = dataset_stats(out)
+    assert stats.total.items == report.rendered
+    assert stats.total.notes > 0 and stats.total.hours > 0
+    again = synthesize(out, load_recipe(_recipe(tmp)), seed=3, jobs=1, cache_dir=tmp / "cache")
+    assert again.rendered == 0 and again.skipped == report.rendered
+    label = sorted(out.glob("*_labels/*.csv"))[0]
+    before = label.read_bytes()
+    label.unlink()
+    resumed = synthesize(out, load_recipe(_recipe(tmp)), seed=3, jobs=1, cache_dir=tmp / "cache")
+    assert resumed.rendered == 1 and label.read_bytes() == before
+
+
+def test_missing_soundfont_names_the_package(tmp_path):
+    path = _recipe(tmp_path)
+    path.write_text(path.read_text().replace(str(TIMGM), "/nowhere/FluidR3_GM.sf2"))
+    with pytest.raises(DataError, match="fluid-soundfont-gm"):
+        synthesize(tmp_path / "out", load_recipe(path), seed=0, cache_dir=tmp_path / "cache")
+
+
+@needs_soundfont
+def test_labels_match_audio(corpus):
+    import soundfile
+
+    tmp, recipe, _ = corpus
+    pairs = [p for split in ("train", "validation", "test") for p in _pairs(tmp / "out", split)]
+    assert pairs
+    rises = []
+    for audio_path, label_path in pairs:
+        audio, rate = soundfile.read(audio_path, dtype="float32")
+        notes = read_musicnet_labels(label_path)
+        validate_notes(notes)
+        end = max(n.offset_s for n in notes)
+        assert abs(len(audio) / rate - (end + recipe.tail_s)) < 0.01
+        first = min(n.onset_s for n in notes)
+        assert np.max(np.abs(audio[: int((first - 0.05) * rate)]), initial=0.0) < 1e-3
+        hop = rate // 100
+        energy = np.array([np.sum(audio[i : i + hop] ** 2) for i in range(0, len(audio) - hop, hop)])
+        onsets = sorted({round(n.onset_s, 2) for n in notes})
+        for previous, onset in zip([-1.0] + onsets, onsets):
+            if onset - previous < 0.15:
+                continue
+            frame = int(onset * 100)
+            before = energy[max(frame - 5, 0) : frame].mean() if frame > 0 else 0.0
+            after = energy[frame + 1 : frame + 6].mean()
+            rises.append(after > before)
+    assert len(rises) > 10
+    assert np.mean(rises) > 0.8
+
+
+def _pairs(root: Path, split: str):
+    return musicnet_pairs(root, split) if (root / f"{split}_data").is_dir() else []
+
+
+@needs_soundfont
+def test_same_seed_gives_identical_labels(corpus, tmp_path):
+    tmp, recipe, _ = corpus
+    report = synthesize(tmp_path / "again", recipe, seed=3, jobs=2, cache_dir=tmp / "cache")
+    assert not report.failed
+    first = sorted((tmp / "out").glob("*_labels/*.csv"))
+    second = sorted((tmp_path / "again").glob("*_labels/*.csv"))
+    assert [p.name for p in first] == [p.name for p in second]
+    for a, b in zip(first, second):
+        assert a.read_bytes() == b.read_bytes()
+
+
+def test_split_by_work_and_held_out_soundfont(tmp_path):
+    path = _recipe(tmp_path, hours=0.5, generated_share=0.9)
+    text = path.read_text().replace(f'test = ["{TIMGM}"]', 'test = ["/held/out.sf2"]')
+    path.write_text(text)
+    recipe = load_recipe(path)
+    items, failures = plan_items(recipe, seed=0, cache_dir=tmp_path / "cache")
+    assert len(failures) == 1
+    split_of: dict[str, set[str]] = {}
+    for item in items:
+        split_of.setdefault(item.group, set()).add(item.split)
+        assert (item.soundfont == "/held/out.sf2") == (item.split == "test")
+    assert all(len(s) == 1 for s in split_of.values())
+    assert {s for v in split_of.values() for s in v} == {"train", "validation", "test"}
+    again, _ = plan_items(recipe, seed=0, cache_dir=tmp_path / "cache")
+    assert again == items
+
+
+def test_music21_time_limit_skips_file(tmp_path):
+    pytest.importorskip("music21")
+    path, n_works, error = src.convert_music21_file("beethoven/opus18no1/movement1.mxl", str(tmp_path), 0.05)
+    assert n_works == 0 and "longer than" in error
+    assert src.load_music21_cached(tmp_path, path) == []
+
+
+def test_performance_keeps_ranges_and_resolves_overlaps():
+    rng = np.random.default_rng(0)
+    rows = [[b * 0.5, 1.0, 60.0 + (b % 3), 0.0] for b in range(40)]
+    high = src.Part("", None, np.array(rows) + [0, 0, 24, 0])
+    low = src.Part("", None, np.array(rows) - [0, 0, 24, 0])
+    score = src.Score("w", "w", "", "", (high, src.Part("", None, np.array(rows)), low), None)
+    for name in ("string_quartet", "wind_quintet", "piano_trio", "accompanied_bassoon"):
+        programs = assign_instruments(score.parts, ENSEMBLES[name])
+        performance = perform(score, programs, 100.0, PerformanceStyle(), rng)
+        validate_notes(list(performance.notes))
+        for note in performance.notes:
+            low_pitch, high_pitch = PLAYABLE_RANGE[note.program]
+            assert low_pitch <= note.pitch <= high_pitch
+        assert len(set(programs)) > 1
+
+
+def test_assign_instruments_orders_voices():
+    parts = tuple(src.Part("", None, np.array([[0.0, 1.0, p, 0.0]])) for p in (72, 65, 57, 45))
+    assert assign_instruments(parts, ENSEMBLES["string_quartet"]) == [40, 40, 41, 42]
+    assert assign_instruments(parts, ENSEMBLES["piano_trio"]) == [40, 0, 0, 42]
+    assert assign_instruments(parts, ENSEMBLES["piano"]) == [0, 0, 0, 0]
+
+
+def test_generated_material_covers_the_keyboard():
+    pitches = np.concatenate(
+        [p.notes[:, 2] for k in range(6) for p in src.generate_score(f"g{k}", k, 240).parts]
+    )
+    assert pitches.min() <= 24 and pitches.max() >= 104
+
+
+def test_augmentation_pitch_shift_moves_labels():
+    rate = 16000
+    t = np.arange(rate) / rate
+    audio = (0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+    config = AugmentConfig(pitch_prob=1.0, max_pitch_semitones=2, noise_prob=0.0, eq_prob=0.0, reverb_prob=0.0)
+    shifted, semitones = augment(audio, rate, config, np.random.default_rng(1))
+    assert semitones != 0 and shifted.shape == audio.shape and shifted.dtype == np.float32
+    spectrum = np.abs(np.fft.rfft(shifted[2000:-2000] * np.hanning(len(shifted) - 4000)))
+    peak_hz = np.argmax(spectrum) * rate / (len(shifted) - 4000)
+    assert abs(12 * np.log2(peak_hz / 440.0) - semitones) < 0.3
+    notes = shift_notes([Note(0.0, 1.0, 69, 80, 40), Note(0.0, 1.0, 108, 80, 0)], semitones)
+    assert notes[0].pitch == 69 + semitones
+    mild, none = augment(audio, rate, AugmentConfig(), np.random.default_rng(2))
+    assert none == 0 and np.max(np.abs(mild)) <= 1.0
+
+
+def test_maestro_reader(tmp_path):
+    (tmp_path / "2004").mkdir()
+    for name in ("a.wav", "a.midi", "b.wav", "b.midi"):
+        (tmp_path / "2004" / name).write_bytes(b"x")
+    (tmp_path / "maestro-v3.0.0.csv").write_text(
+        "canonical_composer,split,midi_filename,audio_filename\n"
+        "X,train,2004/a.midi,2004/a.wav\nY,test,2004/b.midi,2004/b.wav\nZ,train,2004/c.midi,2004/c.wav\n"
+    )
+    assert maestro_pairs(tmp_path, "train") == [(tmp_path / "2004/a.wav", tmp_path / "2004/a.midi")]
+    assert len(maestro_pairs(tmp_path, "test")) == 1
+
+
+def test_label_times_are_musicnet_samples(corpus):
+    tmp, _, _ = corpus
+    label = next((tmp / "out").glob("*_labels/*.csv"))
+    first = label.read_text().splitlines()[1].split(",")
+    notes = read_musicnet_labels(label)
+    assert int(first[0]) == round(min(n.onset_s for n in notes) * MUSICNET_SAMPLE_RATE)
+    assert 1 <= int(first[2]) <= 128
