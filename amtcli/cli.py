@@ -97,19 +97,34 @@ def transcribe(
 def evaluate(
     reference: Optional[Path] = typer.Argument(None, help="Reference file or folder (MusicNet CSV, CSV, MIDI)."),
     estimate: Optional[Path] = typer.Argument(None, help="Estimate file or folder, paired with the reference by stem."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Transcribe --dataset with this model, then score."),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", help="MusicNet-layout dataset to transcribe and score."),
+    split: str = typer.Option("test", "--split", help="Split of --dataset (train, validation, test)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N recordings of the split."),
+    png_dir: Optional[Path] = typer.Option(None, "--png-dir", help="Write prediction-over-reference piano rolls here."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (with --model)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the scores as JSON."),
     by_instrument: bool = typer.Option(False, "--by-instrument", help="Also score each instrument separately."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing JSON file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing JSON / PNG files."),
 ) -> None:
-    """Score transcriptions against references with mir_eval (onset, onset+offset, frame)."""
-    from amtcli.commands.evaluate import print_results, score_paths, write_json
+    """Score transcriptions against references with mir_eval (onset, onset+offset, frame).
+
+    Either REFERENCE ESTIMATE (files or folders), or --model M --dataset DIR [--split test].
+    """
+    from amtcli.commands.evaluate import print_results, score_model, score_paths, write_json
     from amtcli.errors import AmtError
 
-    if reference is None or estimate is None:
-        _fail("give REFERENCE and ESTIMATE (files or folders); scoring a model on a dataset is not available yet")
+    use_model = model is not None or dataset is not None
+    if use_model and (model is None or dataset is None or reference is not None):
+        _fail("give --model and --dataset together, without REFERENCE/ESTIMATE")
+    if not use_model and (reference is None or estimate is None):
+        _fail("give REFERENCE and ESTIMATE (files or folders), or --model M --dataset DIR")
     console = _console()
     try:
-        report = score_paths(reference, estimate, by_instrument)
+        if use_model:
+            report = score_model(model, dataset, split, device, by_instrument, png_dir, overwrite, limit, console)
+        else:
+            report = score_paths(reference, estimate, by_instrument)
         for name in report.unpaired:
             console.print(f"[yellow]unpaired[/yellow] {name}")
         for line in report.failed:

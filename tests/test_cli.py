@@ -107,3 +107,18 @@ def test_eval_bad_reference_names_file_and_line(tmp_path):
     result = invoke("eval", bad, bad)
     assert result.exit_code == 2
     assert "bad.csv:3" in result.output and "Traceback" not in result.output
+
+
+def test_eval_model_on_dataset(tmp_path, tiny_dataset, random_onf_checkpoint):
+    result = invoke("eval", "--model", random_onf_checkpoint, "--dataset", tiny_dataset, "--split", "test",
+                    "--json", tmp_path / "s.json", "--png-dir", tmp_path / "png", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert [f["name"] for f in scores["files"]] == ["test0", "test1"]
+    assert all(0.0 <= f["note_onset"]["f1"] <= 1.0 for f in scores["files"])
+    assert (tmp_path / "png" / "test0.png").stat().st_size > 0
+
+
+def test_eval_model_needs_dataset():
+    result = invoke("eval", "--model", "onf")
+    assert result.exit_code == 2 and "--dataset" in result.output

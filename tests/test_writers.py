@@ -190,3 +190,17 @@ def test_pitch_ticks_use_note_names() -> None:
     assert pianoroll_module._note_name(60) == "C4"
     assert pianoroll_module._pitch_ticks(20, 90) == [24, 36, 48, 60, 72, 84]
     assert pianoroll_module._pitch_ticks(59, 62) == [59, 60, 61, 62]
+
+
+def test_outputs_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from amtcli.atomic import atomic_path
+
+    with atomic_path(tmp_path / "x.txt") as tmp:
+        tmp.write_text("hi")
+    mode = stat.S_IMODE(os.stat(tmp_path / "x.txt").st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask

@@ -97,6 +97,42 @@ def score_paths(ref: Path, est: Path, by_instrument: bool = False) -> ScoreRepor
     return ScoreReport(results=results, unpaired=unpaired, failed=failed)
 
 
+def score_model(model_name: str, dataset: Path, split: str, device: str = "auto", by_instrument: bool = False,
+                png_dir: Path | None = None, overwrite: bool = False, limit: int | None = None,
+                console=None) -> ScoreReport:
+    """Transcribe every recording of a MusicNet-layout split and score it against its labels.
+
+    With ``png_dir``, a piano roll of the prediction over the reference is written per
+    recording. A recording that fails is reported in ``failed`` and the rest go on.
+    """
+    from amtcli.audio import load_audio
+    from amtcli.checkpoint import load_checkpoint
+    from amtcli.evaluation import evaluate_notes
+    from amtcli.inference import pick_device, transcribe
+    from amtcli.references import load_notes
+    from amtcli.training.data import split_pairs
+    from amtcli.registry import resolve_model
+    from amtcli.writers.pianoroll import write_pianoroll
+
+    name, folder = resolve_model(model_name)
+    model = load_checkpoint(folder, pick_device(device), name=name)
+    pairs = split_pairs(dataset, split)[:limit]
+    results, failed = [], []
+    for audio_path, label_path in pairs:
+        try:
+            reference = load_notes(label_path)
+            estimate = transcribe(model, load_audio(audio_path, model.features.sample_rate))
+            results.append(evaluate_notes(reference, list(estimate.notes), name=audio_path.stem,
+                                          by_instrument=by_instrument))
+            if png_dir is not None:
+                write_pianoroll(estimate, png_dir / f"{audio_path.stem}.png", reference=reference, overwrite=overwrite)
+        except AmtError as exc:
+            failed.append(str(exc))
+        if console is not None:
+            console.print(f"scored {len(results) + len(failed)}/{len(pairs)}: {audio_path.stem}", highlight=False)
+    return ScoreReport(results=sorted(results, key=lambda r: r.name), failed=failed)
+
+
 def _cells(result: EvalResult, label: str) -> list[str]:
     return [
         label,
