@@ -94,7 +94,7 @@ def test_torchrun_two_ranks_agree(tmp_path, tiny_dataset):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [torchrun, "--nproc_per_node", "2", "--master_port", "29517", "-m", "amtcli", "train", "--recipe", str(recipe),
+        [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "amtcli", "train", "--recipe", str(recipe),
          "--dataset", str(tiny_dataset), "--run-dir", str(run)],
         capture_output=True, text=True, env=env, timeout=300,
     )

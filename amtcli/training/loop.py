@@ -233,6 +233,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None)
                 _plot_metrics(run_dir / "metrics.png", rows)
     if dist.is_initialized():
         _check_ranks_agree(module, run_dir, rank, world)
+        dist.barrier()
         dist.destroy_process_group()
     return run_dir / "best"
 
