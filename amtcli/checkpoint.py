@@ -18,7 +18,7 @@ from torch import nn
 
 from amtcli.atomic import atomic_path
 from amtcli.errors import ModelError
-from amtcli.options import FeatureSpec
+from amtcli.options import DecodeOptions, FeatureSpec
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -72,6 +72,8 @@ class LoadedModel:
         features: its FeatureSpec (sample rate, frame rate).
         config: the family config dict from config.json.
         device: torch device the module lives on.
+        decode: decoding thresholds tuned for this checkpoint (config.json "decode"),
+            used unless the caller gives its own.
     """
 
     name: str
@@ -80,6 +82,7 @@ class LoadedModel:
     features: FeatureSpec
     config: dict
     device: torch.device
+    decode: DecodeOptions = DecodeOptions()
 
 
 def save_checkpoint(folder: str | os.PathLike, family: str, config: dict, module: nn.Module,
@@ -137,6 +140,10 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise ModelError(f"{weights}: weights do not match the config ({first})") from None
+    try:
+        decode = DecodeOptions(**payload.get("decode", {}))
+    except TypeError as exc:
+        raise ModelError(f"{folder / CONFIG_FILE}: bad 'decode' section ({exc})") from None
     device = torch.device(device)
     module.to(device).eval()
-    return LoadedModel(name or folder.name, family.name, module, features, payload["config"], device)
+    return LoadedModel(name or folder.name, family.name, module, features, payload["config"], device, decode)

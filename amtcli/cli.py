@@ -73,8 +73,10 @@ def transcribe(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Search folders recursively."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose outputs all exist (resume)."),
-    onset_threshold: float = typer.Option(0.5, help="Onset probability that starts a note."),
-    frame_threshold: float = typer.Option(0.5, help="Frame probability that keeps a note sounding."),
+    onset_threshold: Optional[float] = typer.Option(
+        None, help="Onset probability that starts a note (default: tuned per model)."),
+    frame_threshold: Optional[float] = typer.Option(
+        None, help="Frame probability that keeps a note sounding (default: tuned per model)."),
 ) -> None:
     """Transcribe audio files or folders to MIDI, CSV note lists and piano-roll PNGs."""
     from amtcli.commands.transcribe import TranscribeRequest, run_transcribe

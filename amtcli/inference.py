@@ -50,44 +50,63 @@ def _window_outputs(model: LoadedModel, samples: np.ndarray, spec: WindowSpec, b
         yield from run(batch)
 
 
-def transcribe(model: LoadedModel, audio: Audio, options: DecodeOptions = DecodeOptions(),
-               window_s: float = 10.0, hop_s: float = 5.0, batch_windows: int = 4) -> Transcription:
-    """Transcribe mono ``audio`` (already at ``model.features.sample_rate``).
+def stitched_posteriors(model: LoadedModel, audio: Audio, window_s: float = 10.0, hop_s: float = 5.0,
+                        batch_windows: int = 4) -> Iterator[np.ndarray]:
+    """Yield the recording's posteriorgram in order, as stitched chunks (n, 88, channels).
 
-    Returns a Transcription whose notes are in seconds from the start of the audio.
+    Channels are ``model.module.CHANNELS``; the chunks together have exactly one row per
+    frame of the recording. Only a few windows' outputs are held at a time.
     """
     if audio.sample_rate != model.features.sample_rate:
         raise ConfigError(f"audio is at {audio.sample_rate} Hz but the model needs {model.features.sample_rate} Hz")
     spec = WindowSpec.from_seconds(model.features, window_s, hop_s)
     n_frames = total_frames(len(audio.samples), spec)
+    yield from stitch_stream(_window_outputs(model, audio.samples, spec, batch_windows), n_frames, spec)
+
+
+def decode_chunks(model: LoadedModel, chunks, options: DecodeOptions) -> list:
+    """Decode stitched posteriorgram chunks (from :func:`stitched_posteriors`) into notes."""
     channels = model.module.CHANNELS
+    frame_at = channels.index("frame")
     if "onset" in channels:
         decoder = OnsetFrameDecoder(model.features.frame_rate_hz, options)
-        index = {name: channels.index(name) for name in ("frame", "onset")}
+        onset_at = channels.index("onset")
         velocity_at = channels.index("velocity") if "velocity" in channels else None
 
         def push(chunk: np.ndarray):
             velocity = chunk[..., velocity_at] if velocity_at is not None else None
-            return decoder.push(chunk[..., index["frame"]], chunk[..., index["onset"]], velocity)
+            return decoder.push(chunk[..., frame_at], chunk[..., onset_at], velocity)
     else:
         decoder = FrameOnlyDecoder(model.features.frame_rate_hz, options)
 
         def push(chunk: np.ndarray):
-            return decoder.push(chunk[..., channels.index("frame")])
+            return decoder.push(chunk[..., frame_at])
 
     notes = []
-    for chunk in stitch_stream(_window_outputs(model, audio.samples, spec, batch_windows), n_frames, spec):
+    for chunk in chunks:
         notes.extend(push(chunk))
     notes.extend(decoder.finish())
+    return notes
+
+
+def transcribe(model: LoadedModel, audio: Audio, options: DecodeOptions | None = None,
+               window_s: float = 10.0, hop_s: float = 5.0, batch_windows: int = 4) -> Transcription:
+    """Transcribe mono ``audio`` (already at ``model.features.sample_rate``).
+
+    ``options`` defaults to the thresholds stored with the checkpoint (``model.decode``).
+    Returns a Transcription whose notes are in seconds from the start of the audio.
+    """
+    chunks = stitched_posteriors(model, audio, window_s, hop_s, batch_windows)
+    notes = decode_chunks(model, chunks, options or model.decode)
     duration = audio.duration_s
-    notes = [n for n in notes if n.onset_s < duration]
-    notes = [n if n.offset_s <= duration else _clip(n, duration) for n in notes]
+    notes = [n if n.offset_s <= duration else _clip(n, duration) for n in notes if n.onset_s < duration]
+    spec = WindowSpec.from_seconds(model.features, window_s, hop_s)
     return Transcription(
         notes=tuple(notes),
         duration_s=duration,
         source=audio.source,
         model=model.name,
-        stats={"n_windows": float(window_count(n_frames, spec))},
+        stats={"n_windows": float(window_count(total_frames(len(audio.samples), spec), spec))},
     )
 
 

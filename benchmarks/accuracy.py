@@ -16,6 +16,7 @@ import argparse
 import json
 import platform
 import time
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -38,14 +39,14 @@ def score(model_name: str, items, threads: int, onset_threshold: float, frame_th
     from amtcli.checkpoint import load_checkpoint
     from amtcli.evaluation import evaluate_notes, mean_result
     from amtcli.inference import transcribe
-    from amtcli.options import DecodeOptions
     from amtcli.references import load_notes
     from amtcli.registry import resolve_model
 
     torch.set_num_threads(threads)
     name, folder = resolve_model(model_name)
     model = load_checkpoint(folder, "cpu", name=name)
-    options = DecodeOptions(onset_threshold=onset_threshold, frame_threshold=frame_threshold)
+    overrides = {"onset_threshold": onset_threshold, "frame_threshold": frame_threshold}
+    options = replace(model.decode, **{k: v for k, v in overrides.items() if v is not None})
     results, audio_s, compute_s = [], 0.0, 0.0
     for item, audio_path, label_path in items:
         audio = load_audio(audio_path, model.features.sample_rate)
@@ -95,8 +96,8 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N files of the split")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--onset-threshold", type=float, default=0.5)
-    parser.add_argument("--frame-threshold", type=float, default=0.5)
+    parser.add_argument("--onset-threshold", type=float, default=None, help="default: the model's tuned value")
+    parser.add_argument("--frame-threshold", type=float, default=None, help="default: the model's tuned value")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     sets = {}

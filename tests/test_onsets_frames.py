@@ -47,7 +47,7 @@ def test_transcribe_random_model_covers_whole_file(random_onf_checkpoint):
 def test_targets_mark_onsets_frames_offsets():
     notes = [Note(0.1, 0.3, 60, velocity=127), Note(0.95, 1.5, 21)]
     t = frame_targets(notes, start_s=0.0, n_frames=50, frame_rate_hz=50.0)
-    assert t["onset"][5, 39] == 1 and t["onset"].sum() == 2
+    assert t["onset"][5:7, 39].all() and t["onset"].sum() == 4  # ONSET_FRAMES = 2 per note
     assert t["frame"][5:15, 39].all() and t["frame"][:, 39].sum() == 10
     assert t["offset"][15, 39] == 1
     assert t["velocity"][5, 39] == 1.0

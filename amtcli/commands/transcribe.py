@@ -7,7 +7,7 @@ batch goes on; the exit code is 1 if any file failed.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from amtcli.audio import AUDIO_SUFFIXES
@@ -27,8 +27,8 @@ class TranscribeRequest:
     device: str
     recursive: bool
     skip_existing: bool
-    onset_threshold: float
-    frame_threshold: float
+    onset_threshold: float | None
+    frame_threshold: float | None
 
 
 def collect_inputs(inputs: tuple[Path, ...], recursive: bool) -> list[tuple[Path, Path | None]]:
@@ -54,11 +54,9 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
     from amtcli.audio import load_audio
     from amtcli.checkpoint import load_checkpoint
     from amtcli.inference import pick_device, transcribe
-    from amtcli.options import DecodeOptions
     from amtcli.registry import resolve_model
     from amtcli.writers.naming import output_is_file, output_paths, write_outputs
 
-    options = DecodeOptions(onset_threshold=request.onset_threshold, frame_threshold=request.frame_threshold)
     files = collect_inputs(request.inputs, request.recursive)
     if not files:
         raise ConfigError("no audio files found in the given inputs (wav, flac, ogg, mp3)")
@@ -67,6 +65,8 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
     device = pick_device(request.device)
     name, folder = resolve_model(request.model)
     model = load_checkpoint(folder, device, name=name)
+    overrides = {"onset_threshold": request.onset_threshold, "frame_threshold": request.frame_threshold}
+    options = replace(model.decode, **{k: v for k, v in overrides.items() if v is not None})
 
     failures = 0
     total_audio_s = 0.0

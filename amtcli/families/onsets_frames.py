@@ -18,6 +18,7 @@ from amtcli.options import FeatureSpec
 from amtcli.types import N_KEYS
 
 FAMILY = "onf"
+ONSET_LOSS_WEIGHT = 4.0
 
 
 @dataclass(frozen=True)
@@ -134,12 +135,15 @@ def onsets_frames_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torc
 
     Onset, offset and frame heads use binary cross-entropy; velocity is a squared
     error on velocity / 127, counted only at labelled onsets (as in Onsets-and-Frames).
+    The onset term is weighted by ``ONSET_LOSS_WEIGHT``: with 0.3% positive frames the
+    onset head otherwise lagged the frame head by more than 500 steps; scaling the
+    term (not the positives) keeps its probabilities calibrated.
     """
     bce = nn.functional.binary_cross_entropy_with_logits
     onset_mask = targets["onset"]
     velocity_error = (torch.sigmoid(outputs["velocity"]) - targets["velocity"]).square() * onset_mask
     return {
-        "onset": bce(outputs["onset"], targets["onset"]),
+        "onset": ONSET_LOSS_WEIGHT * bce(outputs["onset"], targets["onset"]),
         "offset": bce(outputs["offset"], targets["offset"]),
         "frame": bce(outputs["frame"], targets["frame"]),
         "velocity": velocity_error.sum() / onset_mask.sum().clamp(min=1.0),

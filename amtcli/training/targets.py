@@ -7,12 +7,16 @@ import numpy as np
 from amtcli.types import N_KEYS, PIANO_LOW, Note
 
 
+ONSET_FRAMES = 2  #: Frames marked as onset from the onset frame on (40 ms at 50 frames/s).
+
+
 def frame_targets(notes: list[Note], start_s: float, n_frames: int, frame_rate_hz: float) -> dict[str, np.ndarray]:
     """Targets for the frames [start_s, start_s + n_frames / frame_rate_hz).
 
     Returns float32 arrays (n_frames, 88): ``frame`` (1 while a note sounds: frames
-    round(onset)..round(offset)-1, at least one), ``onset`` (1 at round(onset)),
-    ``offset`` (1 at round(offset), the first silent frame) and ``velocity``
+    round(onset)..round(offset)-1, at least one), ``onset`` (1 for
+    ``ONSET_FRAMES`` frames from round(onset) on, so a 20 ms grid still gives the sparse
+    onset head enough positives), ``offset`` (1 at round(offset), the first silent frame) and ``velocity``
     (velocity / 127 over the note's frames). Pitches outside 21..108 are ignored.
     """
     out = {key: np.zeros((n_frames, N_KEYS), dtype=np.float32) for key in ("frame", "onset", "offset", "velocity")}
@@ -27,8 +31,8 @@ def frame_targets(notes: list[Note], start_s: float, n_frames: int, frame_rate_h
         lo, hi = max(on, 0), min(off, n_frames)
         out["frame"][lo:hi, key] = 1.0
         out["velocity"][lo:hi, key] = note.velocity / 127.0
-        if on >= 0:
-            out["onset"][on, key] = 1.0
+        onset_lo, onset_hi = max(on, 0), min(on + ONSET_FRAMES, off, n_frames)
+        out["onset"][onset_lo:onset_hi, key] = 1.0
         if off < n_frames:
             out["offset"][off, key] = 1.0
     return out

@@ -1,0 +1,75 @@
+"""Tune a checkpoint's decoding thresholds on a validation split (never on test or realdev).
+
+Computes each recording's posteriorgram once, decodes it with every
+(onset_threshold, frame_threshold) pair of the grid, and prints mean note-onset F1
+(and note-with-offset F1) per pair. With --write, stores the pair with the best
+onset F1 in the checkpoint's config.json ("decode"), which `amtcli transcribe` then
+uses by default.
+
+    python benchmarks/tune_decoding.py runs/onf/best --dataset data/synth-v1 --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def main() -> None:
+    from amtcli.atomic import atomic_path
+    from amtcli.audio import Audio
+    from amtcli.checkpoint import CONFIG_FILE, load_checkpoint
+    from amtcli.evaluation import evaluate_notes, mean_result
+    from amtcli.inference import decode_chunks, stitched_posteriors
+    from amtcli.options import DecodeOptions
+    from amtcli.training.data import load_recordings, split_pairs
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--dataset", type=Path, required=True)
+    parser.add_argument("--split", default="validation")
+    parser.add_argument("--max-s", type=float, default=60.0, help="seconds of each recording used")
+    parser.add_argument("--onset", default="0.2,0.3,0.4,0.5")
+    parser.add_argument("--frame", default="0.3,0.4,0.5")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--write", action="store_true", help="store the best pair in config.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    model = load_checkpoint(args.checkpoint)
+    recordings = load_recordings(split_pairs(args.dataset, args.split), model.features, args.max_s)
+    posteriors = [
+        np.concatenate(list(stitched_posteriors(model, Audio(r.samples, model.features.sample_rate))))
+        for r in recordings
+    ]
+    rows = []
+    for onset, frame in itertools.product(map(float, args.onset.split(",")), map(float, args.frame.split(","))):
+        options = DecodeOptions(onset_threshold=onset, frame_threshold=frame)
+        results = [
+            evaluate_notes(list(r.notes), decode_chunks(model, [p], options), name=r.name)
+            for r, p in zip(recordings, posteriors)
+        ]
+        mean = mean_result(results)
+        rows.append((onset, frame, mean.note_onset.f1, mean.note_offset.f1, mean.frame.f1))
+        print(f"onset {onset:.2f} frame {frame:.2f}: note-onset F1 {mean.note_onset.f1:.4f} "
+              f"note-offset F1 {mean.note_offset.f1:.4f} frame F1 {mean.frame.f1:.4f}", flush=True)
+    best = max(rows, key=lambda row: row[2])
+    print(f"best: onset_threshold {best[0]} frame_threshold {best[1]} (note-onset F1 {best[2]:.4f} on "
+          f"{len(recordings)} {args.split} recordings of {args.dataset})")
+    if args.write:
+        path = args.checkpoint / CONFIG_FILE
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        payload["decode"] = {"onset_threshold": best[0], "frame_threshold": best[1]}
+        payload["decode_tuning"] = {"dataset": args.dataset.name, "split": args.split, "note_onset_f1": best[2]}
+        with atomic_path(path, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        print(f"wrote decode thresholds to {path}")
+
+
+if __name__ == "__main__":
+    main()
