@@ -7,10 +7,49 @@ checkpoint (non-persistent buffers).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from amtcli.options import FeatureSpec
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney mel scale: linear below 1 kHz, logarithmic above (as librosa, htk=False)."""
+    hz = np.asarray(hz, dtype=np.float64)
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
+    mel = hz / f_sp
+    log_region = hz >= min_log_hz
+    mel[log_region] = min_log_hz / f_sp + np.log(hz[log_region] / min_log_hz) / logstep
+    return mel
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
+    hz = mel * f_sp
+    min_log_mel = min_log_hz / f_sp
+    log_region = mel >= min_log_mel
+    hz[log_region] = min_log_hz * np.exp(logstep * (mel[log_region] - min_log_mel))
+    return hz
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin_hz: float, fmax_hz: float) -> np.ndarray:
+    """Slaney-normalised triangular mel filters, (n_mels, n_fft // 2 + 1) float32.
+
+    Numerically the same as ``librosa.filters.mel`` with its defaults (a test checks
+    this); written out here because importing librosa's filters costs over a second
+    at every start of the command.
+    """
+    fft_hz = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
+    mel_hz = _mel_to_hz(np.linspace(_hz_to_mel(np.array([fmin_hz]))[0], _hz_to_mel(np.array([fmax_hz]))[0], n_mels + 2))
+    widths = np.diff(mel_hz)
+    ramps = mel_hz[:, None] - fft_hz[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_hz[2 : n_mels + 2] - mel_hz[:n_mels]))[:, None]
+    return weights.astype(np.float32)
 
 
 class LogMel(nn.Module):
@@ -22,12 +61,8 @@ class LogMel(nn.Module):
 
     def __init__(self, spec: FeatureSpec):
         super().__init__()
-        import librosa
-
         self.spec = spec
-        mel = librosa.filters.mel(
-            sr=spec.sample_rate, n_fft=spec.n_fft, n_mels=spec.n_bins, fmin=spec.fmin_hz, fmax=spec.fmax_hz
-        )
+        mel = mel_filterbank(spec.sample_rate, spec.n_fft, spec.n_bins, spec.fmin_hz, spec.fmax_hz)
         self.register_buffer("mel_basis", torch.from_numpy(mel).float(), persistent=False)
         self.register_buffer("window", torch.hann_window(spec.n_fft), persistent=False)
 
