@@ -69,9 +69,10 @@ def decode_chunks(model: LoadedModel, chunks, options: DecodeOptions) -> list:
     channels = model.module.CHANNELS
     frame_at = channels.index("frame")
     if "onset" in channels:
-        decoder = OnsetFrameDecoder(model.features.frame_rate_hz, options)
         onset_at = channels.index("onset")
         velocity_at = channels.index("velocity") if "velocity" in channels else None
+        decoder_class = OnsetFrameDecoder if options.note_start == "onset" else FrameOnlyDecoder
+        decoder = decoder_class(model.features.frame_rate_hz, options)
 
         def push(chunk: np.ndarray):
             velocity = chunk[..., velocity_at] if velocity_at is not None else None

@@ -121,6 +121,9 @@ class DecodeOptions:
         gap_fill_s: gaps shorter than this inside a note are filled (frame-only decoding).
         reonset_threshold: for frame-only decoding, a rise in frame probability by this
             much within a held note splits it (re-attack); 0 disables.
+        note_start: for models with an onset head, "onset" starts notes only at onsets
+            (Onsets-and-Frames rule); "frame" starts them where the frame probability
+            rises and uses the onset head only to re-attack a held note.
     """
 
     onset_threshold: float = 0.5
@@ -128,8 +131,11 @@ class DecodeOptions:
     min_duration_s: float = 0.05
     gap_fill_s: float = 0.04
     reonset_threshold: float = 0.0
+    note_start: str = "onset"
 
     def __post_init__(self) -> None:
+        if self.note_start not in ("onset", "frame"):
+            raise ConfigError(f"note_start must be 'onset' or 'frame', got {self.note_start!r}")
         for name in ("onset_threshold", "frame_threshold"):
             value = getattr(self, name)
             if not 0.0 < value < 1.0:

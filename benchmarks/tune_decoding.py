@@ -1,10 +1,10 @@
 """Tune a checkpoint's decoding thresholds on a validation split (never on test or realdev).
 
-Computes each recording's posteriorgram once, decodes it with every
-(onset_threshold, frame_threshold) pair of the grid, and prints mean note-onset F1
-(and note-with-offset F1) per pair. With --write, stores the pair with the best
-onset F1 in the checkpoint's config.json ("decode"), which `amtcli transcribe` then
-uses by default.
+Computes each recording's posteriorgram once, decodes it with every combination of
+note-start rule ("onset" or "frame"), onset threshold, frame threshold and minimum
+note duration, and prints mean note-onset F1 (and note-with-offset and frame F1) per
+combination. With --write, stores the combination with the best onset F1 in the
+checkpoint's config.json ("decode"), which `amtcli transcribe` then uses by default.
 
     python benchmarks/tune_decoding.py runs/onf/best --dataset data/synth-v1 --write
 """
@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--max-s", type=float, default=60.0, help="seconds of each recording used")
     parser.add_argument("--onset", default="0.2,0.3,0.4,0.5")
     parser.add_argument("--frame", default="0.3,0.4,0.5")
+    parser.add_argument("--min-duration", default="0.05,0.1")
+    parser.add_argument("--note-start", default="onset,frame")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write", action="store_true", help="store the best pair in config.json")
     args = parser.parse_args()
@@ -48,24 +50,31 @@ def main() -> None:
         for r in recordings
     ]
     rows = []
-    for onset, frame in itertools.product(map(float, args.onset.split(",")), map(float, args.frame.split(","))):
-        options = DecodeOptions(onset_threshold=onset, frame_threshold=frame)
+    grid = itertools.product(args.note_start.split(","), map(float, args.onset.split(",")),
+                             map(float, args.frame.split(",")), map(float, args.min_duration.split(",")))
+    for start, onset, frame, min_duration in grid:
+        options = DecodeOptions(onset_threshold=onset, frame_threshold=frame, min_duration_s=min_duration,
+                                note_start=start)
         results = [
             evaluate_notes(list(r.notes), decode_chunks(model, [p], options), name=r.name)
             for r, p in zip(recordings, posteriors)
         ]
         mean = mean_result(results)
-        rows.append((onset, frame, mean.note_onset.f1, mean.note_offset.f1, mean.frame.f1))
-        print(f"onset {onset:.2f} frame {frame:.2f}: note-onset F1 {mean.note_onset.f1:.4f} "
+        rows.append((options, mean.note_onset.f1, mean.note_offset.f1, mean.frame.f1))
+        print(f"start {start:5s} onset {onset:.2f} frame {frame:.2f} min {min_duration:.2f} s: "
+              f"note-onset F1 {mean.note_onset.f1:.4f} "
               f"note-offset F1 {mean.note_offset.f1:.4f} frame F1 {mean.frame.f1:.4f}", flush=True)
-    best = max(rows, key=lambda row: row[2])
-    print(f"best: onset_threshold {best[0]} frame_threshold {best[1]} (note-onset F1 {best[2]:.4f} on "
-          f"{len(recordings)} {args.split} recordings of {args.dataset})")
+    best, best_f1 = max(rows, key=lambda row: row[1])[:2]
+    chosen = {"note_start": best.note_start, "onset_threshold": best.onset_threshold,
+              "frame_threshold": best.frame_threshold, "min_duration_s": best.min_duration_s}
+    print(f"best: {chosen} (note-onset F1 {best_f1:.4f} on {len(recordings)} {args.split} recordings "
+          f"of {args.dataset})")
     if args.write:
         path = args.checkpoint / CONFIG_FILE
         payload = json.loads(path.read_text(encoding="utf-8"))
-        payload["decode"] = {"onset_threshold": best[0], "frame_threshold": best[1]}
-        payload["decode_tuning"] = {"dataset": args.dataset.name, "split": args.split, "note_onset_f1": best[2]}
+        payload["decode"] = chosen
+        payload["decode_tuning"] = {"dataset": args.dataset.name, "split": args.split, "max_s": args.max_s,
+                                    "note_onset_f1": best_f1}
         with atomic_path(path, overwrite=True) as tmp:
             tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         print(f"wrote decode thresholds to {path}")

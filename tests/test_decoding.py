@@ -123,3 +123,16 @@ def test_decode_posteriors_dispatches_on_onsets():
 def test_silence_gives_no_notes():
     assert decode_frames(empty()) == []
     assert decode_onf(empty(), empty()) == []
+
+
+def test_frame_start_mode_uses_onsets_only_to_reattack():
+    frames, onsets, velocity = empty(), empty(), empty()
+    frames[10:60, 39] = 0.9  # one long active run, no onset at its start
+    onsets[30, 39] = 0.9  # a re-attack in the middle
+    velocity[10, 39] = 64 / 127
+    velocity[30, 39] = 100 / 127
+    decoder = FrameOnlyDecoder(RATE, DecodeOptions(note_start="frame", min_duration_s=0.0))
+    notes = decoder.push(frames, onsets, velocity) + decoder.finish()
+    assert spans(notes) == [(0.2, 0.6, 60), (0.6, 1.2, 60)]
+    assert [n.velocity for n in sorted(notes)] == [64, 100]
+    assert decode_onf(frames, onsets) and spans(decode_onf(frames, onsets)) == [(0.6, 1.2, 60)]

@@ -150,16 +150,29 @@ class FrameOnlyDecoder:
             False,
         )
         self._prev_prob = np.zeros(N_KEYS, dtype=np.float32)
+        self._prev_onset = np.zeros(N_KEYS, dtype=bool)
 
-    def push(self, frames: np.ndarray) -> list[Note]:
-        """Feed (n, 88) frame probabilities; return finished notes."""
+    def push(self, frames: np.ndarray, onsets: np.ndarray | None = None,
+             velocity: np.ndarray | None = None) -> list[Note]:
+        """Feed (n, 88) frame probabilities; return finished notes.
+
+        With ``onsets`` (n, 88), a rising edge of onset probability above
+        ``onset_threshold`` inside a held note re-attacks it; ``velocity`` (n, 88,
+        velocity / 127) gives each note the velocity of its first frame.
+        """
         active = frames >= self.options.frame_threshold
         if self.options.reonset_threshold > 0:
             previous = np.concatenate([self._prev_prob[None, :], frames[:-1]], axis=0)
             starts = active & (frames - previous >= self.options.reonset_threshold)
         else:
             starts = np.zeros_like(active)
-        self._tracker.push(active, starts, np.full_like(frames, 80 / 127), frames)
+        if onsets is not None:
+            onset_on = onsets >= self.options.onset_threshold
+            previous_onset = np.concatenate([self._prev_onset[None, :], onset_on[:-1]], axis=0)
+            starts = starts | (active & onset_on & ~previous_onset)
+            self._prev_onset = onset_on[-1].copy()
+        vel = velocity if velocity is not None else np.full_like(frames, 80 / 127)
+        self._tracker.push(active, starts, vel, frames)
         self._prev_prob = frames[-1].astype(np.float32).copy()
         return self._tracker.take()
 
