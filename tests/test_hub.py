@@ -244,7 +244,7 @@ def test_corrupt_cache_file_is_fetched_again_once(fake_hub, checkpoint_files, tm
     assert Path(again["folder"]) == folder
     assert_intact(folder, checkpoint_files)
     assert fake_hub.count("GET", WEIGHTS) == gets + 1 and fake_hub.count("GET", "config.json") == 1
-    assert verify_again["code"] == 0 and "3 files checked, 0 do not match" in verify_again["output"]
+    assert verify_again["code"] == 0 and "files checked, 0 do not match" in verify_again["output"]
 
 
 def test_checksum_mismatch_on_fresh_download_is_an_error(fake_hub, checkpoint_files, tmp_path):
