@@ -136,22 +136,11 @@ def _save_state(run_dir: Path, config: TrainConfig, module, optimizer, scheduler
         torch.save(state, tmp)
 
 
-def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None) -> Path:
-    """Train ``config`` into ``run_dir``; returns the folder of the best checkpoint."""
-    from rich.console import Console
-    from safetensors.torch import load_file
-
-    console = console or Console()
-    rank, world, device = _setup_distributed()
-    torch.set_num_threads(config.schedule.threads)
-    torch.manual_seed(config.seed)
-    family = get_family(config.family)
-    module = family.build(config.model)
-    features = family.features(config.model)
+def _datasets(config: TrainConfig, features, rank: int, rng: np.random.Generator):
+    """(crop sampler over the train split, validation recordings; empty except on rank 0)."""
     if not config.data.dataset:
         raise ConfigError("the recipe names no dataset: set [data] dataset or pass --dataset")
     dataset = Path(config.data.dataset)
-    rng = np.random.default_rng([config.seed, rank])
     crop_frames = int(round(config.data.crop_s * features.frame_rate_hz))
     train_recordings = load_recordings(split_pairs(dataset, config.data.train_split), features)
     val_recordings = []
@@ -165,34 +154,68 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None)
         from amtcli.datasets.augment import AugmentConfig, augment as apply_augment
 
         augment = partial(_augment_clip, apply_augment, AugmentConfig())
-    sampler = CropSampler(train_recordings, features, crop_frames, rng, augment)
+    return CropSampler(train_recordings, features, crop_frames, rng, augment), val_recordings
+
+
+def _restore(last: Path, module, optimizer, scheduler, rng: np.random.Generator) -> tuple[int, float]:
+    """Load the resume point in ``last``; returns (step, best validation onset F1)."""
+    from safetensors.torch import load_file
+
+    module.load_state_dict(load_file(str(last / "model.safetensors")), strict=True)
+    state = torch.load(last / "trainer_state.pt", weights_only=True)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    rng.bit_generator.state = state["numpy_rng"]
+    return int(state["step"]), float(state["best_f1"])
+
+
+def _write_run_recipe(run_dir: Path, config: TrainConfig, world: int) -> None:
+    import json
+
+    payload = {"family": config.family, "name": config.name, "model": config.model, "seed": config.seed,
+               "data": asdict(config.data), "optim": asdict(config.optim), "schedule": asdict(config.schedule),
+               "world_size": world}
+    with atomic_path(run_dir / "recipe.json", overwrite=True) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
+def _progress(console):
+    """A rich progress bar with loss and throughput (hidden when not on a terminal)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+        TextColumn("{task.fields[speed]} steps/s"), TimeRemainingColumn(),
+        console=console, disable=not console.is_terminal, transient=True,
+    )
+
+
+def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None) -> Path:
+    """Train ``config`` into ``run_dir``; returns the folder of the best checkpoint."""
+    from rich.console import Console
+
+    console = console or Console()
+    rank, world, device = _setup_distributed()
+    torch.set_num_threads(config.schedule.threads)
+    torch.manual_seed(config.seed)
+    family = get_family(config.family)
+    module = family.build(config.model)
+    features = family.features(config.model)
+    rng = np.random.default_rng([config.seed, rank])
+    sampler, val_recordings = _datasets(config, features, rank, rng)
 
     optimizer = torch.optim.Adam(module.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.optim.lr_decay_every, config.optim.lr_decay_rate)
     run_dir.mkdir(parents=True, exist_ok=True)
     start_step, best_f1 = 0, -1.0
-    last = run_dir / "last"
-    if resume and (last / "trainer_state.pt").exists():
-        module.load_state_dict(load_file(str(last / "model.safetensors")), strict=True)
-        state = torch.load(last / "trainer_state.pt", weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        rng.bit_generator.state = state["numpy_rng"]
-        start_step, best_f1 = int(state["step"]), float(state["best_f1"])
+    if resume and (run_dir / "last" / "trainer_state.pt").exists():
+        start_step, best_f1 = _restore(run_dir / "last", module, optimizer, scheduler, rng)
         if rank == 0:
             console.log(f"resumed from step {start_step} (best validation onset F1 {best_f1:.3f})")
     rows = _read_metrics(run_dir / "metrics.csv", start_step) if rank == 0 else []
     if rank == 0:
-        (run_dir / "recipe.json").write_text(
-            __import__("json").dumps(
-                {"family": config.family, "name": config.name, "model": config.model, "seed": config.seed,
-                 "data": asdict(config.data), "optim": asdict(config.optim), "schedule": asdict(config.schedule),
-                 "world_size": world},
-                indent=2,
-            ) + "\n",
-            encoding="utf-8",
-        )
+        _write_run_recipe(run_dir, config, world)
 
     module.to(device).train()
     model = module
@@ -202,21 +225,26 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None)
     elapsed_before = float(rows[-1]["elapsed_s"]) if rows else 0.0
     window_losses: list[float] = []
     window_norms: list[float] = []
-    for step in range(start_step, config.optim.steps):
-        audio, targets = sampler.batch(config.data.batch_size)
-        audio_t = torch.from_numpy(audio).to(device)
-        targets_t = {k: torch.from_numpy(v).to(device) for k, v in targets.items()}
-        result = train_step(model, family.loss, optimizer, audio_t, targets_t, config.optim.clip_grad_norm)
-        scheduler.step()
-        if not result.skipped:
-            window_losses.append(result.total)
-            window_norms.append(result.grad_norm)
-        done = step + 1
-        if rank != 0:
-            continue
-        elapsed = elapsed_before + time.monotonic() - started
-        is_eval = done % config.schedule.eval_every == 0 or done == config.optim.steps
-        if done % config.schedule.log_every == 0 or is_eval:
+    with _progress(console) as progress:
+        task = progress.add_task("train", total=config.optim.steps, completed=start_step, loss="-", speed="-")
+        for step in range(start_step, config.optim.steps):
+            audio, targets = sampler.batch(config.data.batch_size)
+            audio_t = torch.from_numpy(audio).to(device)
+            targets_t = {k: torch.from_numpy(v).to(device) for k, v in targets.items()}
+            result = train_step(model, family.loss, optimizer, audio_t, targets_t, config.optim.clip_grad_norm)
+            scheduler.step()
+            if not result.skipped:
+                window_losses.append(result.total)
+                window_norms.append(result.grad_norm)
+            done = step + 1
+            if rank != 0:
+                continue
+            elapsed = elapsed_before + time.monotonic() - started
+            speed = (done - start_step) / max(elapsed - elapsed_before, 1e-9)
+            progress.update(task, completed=done, loss=f"{result.total:.4f}", speed=f"{speed:.2f}")
+            is_eval = done % config.schedule.eval_every == 0 or done == config.optim.steps
+            if done % config.schedule.log_every != 0 and not is_eval:
+                continue
             row = {
                 "step": done,
                 "elapsed_s": f"{elapsed:.1f}",
@@ -238,8 +266,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None)
                 _save_state(run_dir, config, module, optimizer, scheduler, done, best_f1, rng)
             rows.append(row)
             console.log(
-                f"step {done}/{config.optim.steps} loss {row['loss']} "
-                f"{(done - start_step) / max(elapsed - elapsed_before, 1e-9):.2f} steps/s"
+                f"step {done}/{config.optim.steps} loss {row['loss']} {speed:.2f} steps/s"
                 + (f" val onset F1 {row['val_onset_f1']} (best {best_f1:.4f})" if is_eval else "")
             )
             if is_eval:
