@@ -74,7 +74,7 @@ def transcribe(
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Search folders recursively."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose outputs all exist (resume)."),
     onset_threshold: Optional[float] = typer.Option(
-        None, help="Onset probability that starts a note (default: tuned per model)."),
+        None, help="Onset probability that starts or re-attacks a note (default: tuned per model)."),
     frame_threshold: Optional[float] = typer.Option(
         None, help="Frame probability that keeps a note sounding (default: tuned per model)."),
 ) -> None:
