@@ -182,8 +182,13 @@ def test_split_by_work_and_held_out_soundfont(tmp_path):
     assert again == items
 
 
-def test_music21_time_limit_skips_file(tmp_path):
-    pytest.importorskip("music21")
+def test_music21_time_limit_skips_file(tmp_path, monkeypatch):
+    music21 = pytest.importorskip("music21")
+    import time
+
+    # A parse that never finishes in time (music21 keeps its own parse cache, so a real
+    # file can parse faster than any fixed limit on a second run).
+    monkeypatch.setattr(music21.corpus, "parse", lambda *args, **kwargs: time.sleep(2.0))
     path, n_works, error = src.convert_music21_file("beethoven/opus18no1/movement1.mxl", str(tmp_path), 0.05)
     assert n_works == 0 and "longer than" in error
     assert src.load_music21_cached(tmp_path, path) == []
