@@ -15,7 +15,7 @@ import torch
 
 from amtcli.audio import Audio
 from amtcli.checkpoint import LoadedModel
-from amtcli.decoding.frames import FrameOnlyDecoder, OnsetFrameDecoder
+from amtcli.decoding.frames import decoder_for
 from amtcli.errors import ConfigError
 from amtcli.options import DecodeOptions, WindowSpec
 from amtcli.types import Transcription
@@ -67,25 +67,15 @@ def stitched_posteriors(model: LoadedModel, audio: Audio, window_s: float = 10.0
 def decode_chunks(model: LoadedModel, chunks, options: DecodeOptions) -> list:
     """Decode stitched posteriorgram chunks (from :func:`stitched_posteriors`) into notes."""
     channels = model.module.CHANNELS
+    decoder = decoder_for(model.features.frame_rate_hz, options, "onset" in channels)
     frame_at = channels.index("frame")
-    if "onset" in channels:
-        onset_at = channels.index("onset")
-        velocity_at = channels.index("velocity") if "velocity" in channels else None
-        decoder_class = OnsetFrameDecoder if options.note_start == "onset" else FrameOnlyDecoder
-        decoder = decoder_class(model.features.frame_rate_hz, options)
-
-        def push(chunk: np.ndarray):
-            velocity = chunk[..., velocity_at] if velocity_at is not None else None
-            return decoder.push(chunk[..., frame_at], chunk[..., onset_at], velocity)
-    else:
-        decoder = FrameOnlyDecoder(model.features.frame_rate_hz, options)
-
-        def push(chunk: np.ndarray):
-            return decoder.push(chunk[..., frame_at])
-
+    onset_at = channels.index("onset") if "onset" in channels else None
+    velocity_at = channels.index("velocity") if "velocity" in channels else None
     notes = []
     for chunk in chunks:
-        notes.extend(push(chunk))
+        onsets = chunk[..., onset_at] if onset_at is not None else None
+        velocity = chunk[..., velocity_at] if velocity_at is not None else None
+        notes.extend(decoder.push(chunk[..., frame_at], onsets, velocity))
     notes.extend(decoder.finish())
     return notes
 

@@ -139,7 +139,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='3f34777ef4a12f01d5153b9a9835fddec5d77af123ccf569e1763fffba90b99b', size=607),
             ModelFile('model.safetensors', sha256='8bc8ae2af0ebe4a15797048553b0436016033b1485ea9005dbbbaa817811d9cf', size=2580384),
-            ModelFile('README.md', sha256='8c26ddbbe87c819c22b776cad9632fa39ccf6abc370db8457883eb6844293f6e', size=4532),
+            ModelFile('README.md', sha256='1b5be839e187088d921b261d9e58151572ccbd6d87838b515816f111dc9beced', size=4650),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.62, 'note-onset F1, realdev (Bach10, mean)': 0.505, 'frame F1, realdev': 0.87},
     ),

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -34,12 +33,10 @@ def dataset_items(root: Path, split: str, limit: int | None) -> list[tuple[str, 
     return [(audio.stem, audio, labels) for audio, labels in pairs]
 
 
-def score(model_name: str, items, threads: int, onset_threshold: float, frame_threshold: float) -> dict:
-    from amtcli.audio import load_audio
+def score(model_name: str, items, threads: int, onset_threshold: float | None, frame_threshold: float | None) -> dict:
     from amtcli.checkpoint import load_checkpoint
-    from amtcli.evaluation import evaluate_notes, mean_result
-    from amtcli.inference import transcribe
-    from amtcli.references import load_notes
+    from amtcli.commands.evaluate import score_recordings
+    from amtcli.evaluation import mean_result
     from amtcli.registry import resolve_model
 
     torch.set_num_threads(threads)
@@ -47,21 +44,16 @@ def score(model_name: str, items, threads: int, onset_threshold: float, frame_th
     model = load_checkpoint(folder, "cpu", name=name)
     overrides = {"onset_threshold": onset_threshold, "frame_threshold": frame_threshold}
     options = replace(model.decode, **{k: v for k, v in overrides.items() if v is not None})
-    results, audio_s, compute_s = [], 0.0, 0.0
-    for item, audio_path, label_path in items:
-        audio = load_audio(audio_path, model.features.sample_rate)
-        started = time.perf_counter()
-        estimate = transcribe(model, audio, options)
-        compute_s += time.perf_counter() - started
-        audio_s += audio.duration_s
-        results.append(evaluate_notes(load_notes(label_path), list(estimate.notes), name=item))
-    mean = mean_result(results)
+    report = score_recordings(model, items, options)
+    if report.failed:
+        raise SystemExit("; ".join(report.failed))
     return {
         "model": name,
-        "files": [r.as_dict() for r in results],
-        "mean": mean.as_dict(),
-        "audio_s": audio_s,
-        "transcribe_s": compute_s,
+        "decode": vars(options),
+        "files": [r.as_dict() for r in report.results],
+        "mean": mean_result(report.results).as_dict(),
+        "audio_s": report.audio_s,
+        "transcribe_s": report.transcribe_s,
     }
 
 

@@ -31,11 +31,15 @@ class ScoreReport:
         unpaired: names (relative paths) present in only one folder, e.g.
             ``"reference only: a/b.csv"``.
         failed: one line per pair that could not be scored (a malformed file).
+        audio_s, transcribe_s: seconds of audio transcribed and seconds spent in
+            ``transcribe`` (model and decoding, no I/O), when a model was run.
     """
 
     results: list[EvalResult]
     unpaired: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    audio_s: float = 0.0
+    transcribe_s: float = 0.0
 
 
 def _note_files(folder: Path) -> dict[str, Path]:
@@ -97,40 +101,55 @@ def score_paths(ref: Path, est: Path, by_instrument: bool = False) -> ScoreRepor
     return ScoreReport(results=results, unpaired=unpaired, failed=failed)
 
 
-def score_model(model_name: str, dataset: Path, split: str, device: str = "auto", by_instrument: bool = False,
-                png_dir: Path | None = None, overwrite: bool = False, limit: int | None = None,
-                console=None) -> ScoreReport:
-    """Transcribe every recording of a MusicNet-layout split and score it against its labels.
+def score_recordings(model, items: list[tuple[str, Path, Path]], options=None, by_instrument: bool = False,
+                     png_dir: Path | None = None, overwrite: bool = False, console=None) -> ScoreReport:
+    """Transcribe each (name, audio, labels) item with a loaded model and score it.
 
-    With ``png_dir``, a piano roll of the prediction over the reference is written per
-    recording. A recording that fails is reported in ``failed`` and the rest go on.
+    ``options`` defaults to the model's tuned DecodeOptions. With ``png_dir``, a piano
+    roll of the prediction over the reference is written per item. An item that fails is
+    reported in ``failed`` and the rest go on.
     """
+    import time
+
     from amtcli.audio import load_audio
-    from amtcli.checkpoint import load_checkpoint
     from amtcli.evaluation import evaluate_notes
-    from amtcli.inference import pick_device, transcribe
+    from amtcli.inference import transcribe
     from amtcli.references import load_notes
-    from amtcli.training.data import split_pairs
-    from amtcli.registry import resolve_model
     from amtcli.writers.pianoroll import write_pianoroll
 
-    name, folder = resolve_model(model_name)
-    model = load_checkpoint(folder, pick_device(device), name=name)
-    pairs = split_pairs(dataset, split)[:limit]
-    results, failed = [], []
-    for audio_path, label_path in pairs:
+    results, failed, audio_s, transcribe_s = [], [], 0.0, 0.0
+    for index, (name, audio_path, label_path) in enumerate(items, start=1):
         try:
             reference = load_notes(label_path)
-            estimate = transcribe(model, load_audio(audio_path, model.features.sample_rate))
-            results.append(evaluate_notes(reference, list(estimate.notes), name=audio_path.stem,
-                                          by_instrument=by_instrument))
+            audio = load_audio(audio_path, model.features.sample_rate)
+            started = time.perf_counter()
+            estimate = transcribe(model, audio, options)
+            transcribe_s += time.perf_counter() - started
+            audio_s += audio.duration_s
+            results.append(evaluate_notes(reference, list(estimate.notes), name=name, by_instrument=by_instrument))
             if png_dir is not None:
-                write_pianoroll(estimate, png_dir / f"{audio_path.stem}.png", reference=reference, overwrite=overwrite)
+                write_pianoroll(estimate, png_dir / f"{name}.png", reference=reference, overwrite=overwrite)
         except AmtError as exc:
             failed.append(str(exc))
         if console is not None:
-            console.print(f"scored {len(results) + len(failed)}/{len(pairs)}: {audio_path.stem}", highlight=False)
-    return ScoreReport(results=sorted(results, key=lambda r: r.name), failed=failed)
+            console.print(f"scored {index}/{len(items)}: {name}", highlight=False)
+    return ScoreReport(results=sorted(results, key=lambda r: r.name), failed=failed, audio_s=audio_s,
+                       transcribe_s=transcribe_s)
+
+
+def score_model(model_name: str, dataset: Path, split: str, device: str = "auto", by_instrument: bool = False,
+                png_dir: Path | None = None, overwrite: bool = False, limit: int | None = None,
+                console=None) -> ScoreReport:
+    """Transcribe every recording of a MusicNet-layout split and score it against its labels."""
+    from amtcli.checkpoint import load_checkpoint
+    from amtcli.inference import pick_device
+    from amtcli.registry import resolve_model
+    from amtcli.training.data import split_pairs
+
+    name, folder = resolve_model(model_name)
+    model = load_checkpoint(folder, pick_device(device), name=name)
+    items = [(audio.stem, audio, labels) for audio, labels in split_pairs(dataset, split)[:limit]]
+    return score_recordings(model, items, None, by_instrument, png_dir, overwrite, console)
 
 
 def _cells(result: EvalResult, label: str) -> list[str]:

@@ -180,12 +180,19 @@ class FrameOnlyDecoder:
         return self._tracker.finish()
 
 
+def decoder_for(frame_rate_hz: float, options: DecodeOptions, has_onsets: bool):
+    """The decoder for a model's outputs: :class:`OnsetFrameDecoder` when the model has an
+    onset head and ``options.note_start == "onset"``, else :class:`FrameOnlyDecoder`.
+
+    Both accept ``push(frames, onsets=None, velocity=None)``.
+    """
+    if has_onsets and options.note_start == "onset":
+        return OnsetFrameDecoder(frame_rate_hz, options)
+    return FrameOnlyDecoder(frame_rate_hz, options)
+
+
 def decode_posteriors(posteriors: FramePosteriors, options: DecodeOptions = DecodeOptions()) -> list[Note]:
-    """Decode a whole posteriorgram: onset decoding if it has onsets, else frame-only."""
-    if posteriors.onsets is not None:
-        decoder = OnsetFrameDecoder(posteriors.frame_rate_hz, options)
-        notes = decoder.push(posteriors.frames, posteriors.onsets, posteriors.velocity)
-    else:
-        decoder = FrameOnlyDecoder(posteriors.frame_rate_hz, options)
-        notes = decoder.push(posteriors.frames)
+    """Decode a whole posteriorgram with :func:`decoder_for`."""
+    decoder = decoder_for(posteriors.frame_rate_hz, options, posteriors.onsets is not None)
+    notes = decoder.push(posteriors.frames, posteriors.onsets, posteriors.velocity)
     return notes + decoder.finish()

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from amtcli.audio import load_audio
+from amtcli.datasets.augment import AugmentConfig, augment, shift_notes
 from amtcli.errors import DataError
 from amtcli.options import FeatureSpec
 from amtcli.references import load_notes
@@ -51,16 +52,18 @@ def load_recordings(pairs: list[tuple[Path, Path]], features: FeatureSpec, max_s
 class CropSampler:
     """Draws random crops of ``crop_frames`` frames, starting on the frame grid.
 
-    Recordings are chosen with probability proportional to their length.
+    Recordings are chosen with probability proportional to their length. With
+    ``augment_config``, each crop is augmented and pitch-shifted crops get their
+    labels shifted to match.
     """
 
     def __init__(self, recordings: list[Recording], features: FeatureSpec, crop_frames: int,
-                 rng: np.random.Generator, augment=None):
+                 rng: np.random.Generator, augment_config: AugmentConfig | None = None):
         self.recordings = recordings
         self.features = features
         self.crop_frames = crop_frames
         self.rng = rng
-        self.augment = augment
+        self.augment_config = augment_config
         lengths = np.array([len(r.samples) for r in recordings], dtype=float)
         self.weights = lengths / lengths.sum()
 
@@ -76,18 +79,13 @@ class CropSampler:
             start_frame = int(self.rng.integers(0, max_start + 1))
             clip = rec.samples[start_frame * hop : start_frame * hop + n_samples]
             notes = list(rec.notes)
-            if self.augment is not None:
-                clip, shift = self.augment(clip, self.features.sample_rate, self.rng)
+            if self.augment_config is not None:
+                clip, shift = augment(clip, self.features.sample_rate, self.augment_config, self.rng)
                 if shift:
-                    notes = [_shifted(n, shift) for n in notes if 0 <= n.pitch + shift <= 127]
+                    notes = shift_notes(notes, shift)
             audio[i, : len(clip)] = clip[:n_samples]
             start_s = start_frame / self.features.frame_rate_hz
             for key, value in frame_targets(notes, start_s, self.crop_frames, self.features.frame_rate_hz).items():
                 targets.setdefault(key, []).append(value)
         return audio, {key: np.stack(value) for key, value in targets.items()}
 
-
-def _shifted(note: Note, semitones: int) -> Note:
-    from dataclasses import replace
-
-    return replace(note, pitch=note.pitch + semitones)

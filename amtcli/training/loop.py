@@ -24,6 +24,7 @@ import torch.distributed as dist
 
 from amtcli.atomic import atomic_path
 from amtcli.checkpoint import LoadedModel, get_family, save_checkpoint
+from amtcli.datasets.augment import AugmentConfig
 from amtcli.errors import ConfigError
 from amtcli.training.config import TrainConfig
 from amtcli.training.data import CropSampler, load_recordings, split_pairs
@@ -74,11 +75,6 @@ def validate(loaded: LoadedModel, recordings) -> dict[str, float]:
         if best is None or mean.note_onset.f1 > best.note_onset.f1:
             best = mean
     return {"val_onset_f1": best.note_onset.f1, "val_offset_f1": best.note_offset.f1, "val_frame_f1": best.frame.f1}
-
-
-def _augment_clip(apply, config, clip, sample_rate, rng):
-    """Adapter: (clip, rate, rng) -> (augmented clip, semitone shift) with a fixed config."""
-    return apply(clip, sample_rate, config, rng)
 
 
 def _write_metrics(path: Path, rows: list[dict]) -> None:
@@ -147,14 +143,8 @@ def _datasets(config: TrainConfig, features, rank: int, rng: np.random.Generator
     if rank == 0:
         pairs = split_pairs(dataset, config.data.validation_split)[: config.data.validation_files]
         val_recordings = load_recordings(pairs, features, config.data.validation_max_s)
-    augment = None
-    if config.data.augment:
-        from functools import partial
-
-        from amtcli.datasets.augment import AugmentConfig, augment as apply_augment
-
-        augment = partial(_augment_clip, apply_augment, AugmentConfig())
-    return CropSampler(train_recordings, features, crop_frames, rng, augment), val_recordings
+    augment_config = AugmentConfig() if config.data.augment else None
+    return CropSampler(train_recordings, features, crop_frames, rng, augment_config), val_recordings
 
 
 def _restore(last: Path, module, optimizer, scheduler, rng: np.random.Generator) -> tuple[int, float]:
