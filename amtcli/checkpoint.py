@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from amtcli.atomic import atomic_path
-from amtcli.errors import ModelError
-from amtcli.options import DecodeOptions, FeatureSpec
+from amtcli.errors import ConfigError, ModelError
+from amtcli.options import DecodeOptions, FeatureSpec, WindowSpec
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -28,12 +28,15 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class FamilySpec:
-    """How to build a family's model from its config dict."""
+    """How to build a family's model, features and training loss from its config dict.
+
+    ``loss(config)`` returns the loss function ``(outputs, targets) -> {term: scalar}``.
+    """
 
     name: str
     build: Callable[[dict], nn.Module]
     features: Callable[[dict], FeatureSpec]
-    loss: Callable[[dict, dict], dict]
+    loss: Callable[[dict], Callable[[dict, dict], dict]]
 
 
 def _onf() -> FamilySpec:
@@ -43,11 +46,39 @@ def _onf() -> FamilySpec:
         "onf",
         lambda cfg: OnsetsFrames(OnsetsFramesConfig.from_dict(cfg)),
         lambda cfg: OnsetsFramesConfig.from_dict(cfg).features,
-        onsets_frames_loss,
+        lambda cfg: onsets_frames_loss,
     )
 
 
-_FAMILIES: dict[str, Callable[[], FamilySpec]] = {"onf": _onf}
+def _cnn() -> FamilySpec:
+    from amtcli.families.framewise_cnn import FramewiseCNN, FramewiseCNNConfig, framewise_cnn_loss
+
+    return FamilySpec(
+        "cnn",
+        lambda cfg: FramewiseCNN(FramewiseCNNConfig.from_dict(cfg)),
+        lambda cfg: FramewiseCNNConfig.from_dict(cfg).features,
+        lambda cfg: framewise_cnn_loss,
+    )
+
+
+def _ctc() -> FamilySpec:
+    from functools import partial
+
+    from amtcli.families.ctc import CTCConfig, CTCTranscriber, ctc_loss_terms
+
+    def loss(cfg: dict):
+        config = CTCConfig.from_dict(cfg)
+        return partial(ctc_loss_terms, max_tokens=config.max_tokens, frame_loss_weight=config.frame_loss_weight)
+
+    return FamilySpec(
+        "ctc",
+        lambda cfg: CTCTranscriber(CTCConfig.from_dict(cfg)),
+        lambda cfg: CTCConfig.from_dict(cfg).features,
+        loss,
+    )
+
+
+_FAMILIES: dict[str, Callable[[], FamilySpec]] = {"onf": _onf, "cnn": _cnn, "ctc": _ctc}
 
 
 def family_names() -> list[str]:
@@ -74,6 +105,9 @@ class LoadedModel:
         device: torch device the module lives on.
         decode: decoding thresholds tuned for this checkpoint (config.json "decode"),
             used unless the caller gives its own.
+        window_s, hop_s: inference windowing in seconds (config.json "windowing";
+            10 s windows with a 5 s hop unless the checkpoint says otherwise, e.g. a
+            model whose receptive field is much shorter than the 2.5 s margins).
     """
 
     name: str
@@ -83,6 +117,8 @@ class LoadedModel:
     config: dict
     device: torch.device
     decode: DecodeOptions = DecodeOptions()
+    window_s: float = 10.0
+    hop_s: float = 5.0
 
 
 def save_checkpoint(folder: str | os.PathLike, family: str, config: dict, module: nn.Module,
@@ -144,6 +180,13 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
         decode = DecodeOptions(**payload.get("decode", {}))
     except TypeError as exc:
         raise ModelError(f"{folder / CONFIG_FILE}: bad 'decode' section ({exc})") from None
+    windowing = payload.get("windowing", {})
+    try:
+        window_s, hop_s = float(windowing.get("window_s", 10.0)), float(windowing.get("hop_s", 5.0))
+        WindowSpec.from_seconds(features, window_s, hop_s)
+    except (TypeError, ValueError, AttributeError, ConfigError) as exc:
+        raise ModelError(f"{folder / CONFIG_FILE}: bad 'windowing' section ({exc})") from None
     device = torch.device(device)
     module.to(device).eval()
-    return LoadedModel(name or folder.name, family.name, module, features, payload["config"], device, decode)
+    return LoadedModel(name or folder.name, family.name, module, features, payload["config"], device, decode,
+                       window_s, hop_s)

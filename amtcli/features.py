@@ -81,10 +81,69 @@ class LogMel(nn.Module):
         return torch.log(mel + 1e-6).transpose(1, 2)
 
 
+def constant_q_filterbank(sample_rate: int, n_fft: int, n_bins: int, bins_per_octave: int,
+                          fmin_hz: float) -> np.ndarray:
+    """Triangular filters centred on constant-Q frequencies, (n_bins, n_fft // 2 + 1) float32.
+
+    Bin k is centred on ``fmin_hz * 2 ** (k / bins_per_octave)`` Hz with a half-width of
+    one bin spacing, or of one FFT bin where the constant-Q spacing is narrower (there
+    the filter interpolates between the two nearest FFT bins). Each filter sums to 1;
+    bins above the Nyquist frequency are all zeros.
+    """
+    fft_hz = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
+    fft_step = sample_rate / n_fft
+    centres = fmin_hz * 2.0 ** (np.arange(n_bins) / bins_per_octave)
+    widths = np.maximum(centres * (2.0 ** (1.0 / bins_per_octave) - 1.0), fft_step)
+    weights = np.maximum(0.0, 1.0 - np.abs(fft_hz[None, :] - centres[:, None]) / widths[:, None])
+    weights[centres >= sample_rate / 2.0] = 0.0
+    sums = weights.sum(axis=1, keepdims=True)
+    return (weights / np.where(sums > 0, sums, 1.0)).astype(np.float32)
+
+
+class LogConstantQ(nn.Module):
+    """Audio (batch, n_samples) -> log constant-Q spectrum (batch, n_frames, n_bins) for
+    ``kind="cqt"``, or (batch, n_frames, n_bins, n_harmonics) for ``kind="hcqt"``.
+
+    A pseudo-CQT: constant-Q filters (:func:`constant_q_filterbank`) applied to the
+    power spectrum of one ``n_fft``-point STFT, so it costs about as much as a log-mel.
+    Above roughly ``bins_per_octave * sample_rate / n_fft`` Hz it resolves like a true
+    CQT; below, neighbouring bins interpolate the same FFT bins. Harmonic channel h
+    starts at ``fmin_hz * h`` (the HCQT of Bittner et al. 2017). Frames as :class:`LogMel`.
+    """
+
+    def __init__(self, spec: FeatureSpec):
+        super().__init__()
+        self.spec = spec
+        banks = [constant_q_filterbank(spec.sample_rate, spec.n_fft, spec.n_bins, spec.bins_per_octave,
+                                       spec.fmin_hz * h) for h in self.harmonics]
+        stacked = np.concatenate(banks, axis=0)
+        used = np.flatnonzero(stacked.any(axis=0))
+        self.low, self.high = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 1)
+        self.register_buffer("basis", torch.from_numpy(stacked[:, self.low : self.high]).float(), persistent=False)
+        self.register_buffer("window", torch.hann_window(spec.n_fft), persistent=False)
+
+    @property
+    def harmonics(self) -> tuple[float, ...]:
+        return self.spec.harmonics if self.spec.kind == "hcqt" else (1.0,)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        n_frames = audio.shape[-1] // self.spec.hop_samples
+        stft = torch.stft(audio, n_fft=self.spec.n_fft, hop_length=self.spec.hop_samples, window=self.window,
+                          center=True, return_complex=True)[..., self.low : self.high, :n_frames]
+        power = stft.real.square() + stft.imag.square()
+        out = torch.log(torch.matmul(self.basis, power) + 1e-6).transpose(1, 2)
+        if self.spec.kind == "cqt":
+            return out
+        return out.reshape(out.shape[0], out.shape[1], len(self.harmonics), self.spec.n_bins).transpose(2, 3)
+
+
+def feature_shape(spec: FeatureSpec) -> tuple[int, int]:
+    """(bins, channels) of the frontend's output per frame."""
+    return spec.n_bins, (len(spec.harmonics) if spec.kind == "hcqt" else 1)
+
+
 def build_frontend(spec: FeatureSpec) -> nn.Module:
-    """The feature module for ``spec.kind``."""
+    """The feature module for ``spec.kind``: :class:`LogMel` or :class:`LogConstantQ`."""
     if spec.kind == "logmel":
         return LogMel(spec)
-    from amtcli.errors import ConfigError
-
-    raise ConfigError(f"feature kind {spec.kind!r} is not implemented by any bundled model yet")
+    return LogConstantQ(spec)

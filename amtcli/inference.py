@@ -50,22 +50,34 @@ def _window_outputs(model: LoadedModel, samples: np.ndarray, spec: WindowSpec, b
         yield from run(batch)
 
 
-def stitched_posteriors(model: LoadedModel, audio: Audio, window_s: float = 10.0, hop_s: float = 5.0,
+def window_spec(model: LoadedModel, window_s: float | None = None, hop_s: float | None = None) -> WindowSpec:
+    """The model's windowing (``model.window_s`` / ``model.hop_s`` unless given)."""
+    return WindowSpec.from_seconds(model.features, window_s or model.window_s, hop_s or model.hop_s)
+
+
+def stitched_posteriors(model: LoadedModel, audio: Audio, window_s: float | None = None, hop_s: float | None = None,
                         batch_windows: int = 4) -> Iterator[np.ndarray]:
     """Yield the recording's posteriorgram in order, as stitched chunks (n, 88, channels).
 
     Channels are ``model.module.CHANNELS``; the chunks together have exactly one row per
-    frame of the recording. Only a few windows' outputs are held at a time.
+    frame of the recording. Only a few windows' outputs are held at a time. Windows
+    default to the checkpoint's (10 s with a 5 s hop for most).
     """
     if audio.sample_rate != model.features.sample_rate:
         raise ConfigError(f"audio is at {audio.sample_rate} Hz but the model needs {model.features.sample_rate} Hz")
-    spec = WindowSpec.from_seconds(model.features, window_s, hop_s)
+    spec = window_spec(model, window_s, hop_s)
     n_frames = total_frames(len(audio.samples), spec)
     yield from stitch_stream(_window_outputs(model, audio.samples, spec, batch_windows), n_frames, spec)
 
 
 def decode_chunks(model: LoadedModel, chunks, options: DecodeOptions) -> list:
-    """Decode stitched posteriorgram chunks (from :func:`stitched_posteriors`) into notes."""
+    """Decode stitched posteriorgram chunks (from :func:`stitched_posteriors`) into notes.
+
+    Frame models go through :func:`~amtcli.decoding.frames.decoder_for`; CTC models
+    (``module.OUTPUT == "ctc"``) through the greedy or prefix-beam CTC decoder.
+    """
+    if getattr(model.module, "OUTPUT", "frames") == "ctc":
+        return _decode_ctc(model, chunks, options)
     channels = model.module.CHANNELS
     decoder = decoder_for(model.features.frame_rate_hz, options, "onset" in channels)
     frame_at = channels.index("frame")
@@ -80,8 +92,25 @@ def decode_chunks(model: LoadedModel, chunks, options: DecodeOptions) -> list:
     return notes
 
 
+def _decode_ctc(model: LoadedModel, chunks, options: DecodeOptions) -> list:
+    from amtcli.decoding.ctc import CTCGreedyDecoder, CTCPrefixBeamDecoder
+
+    rate = model.features.frame_rate_hz
+    common = dict(frame_threshold=options.frame_threshold, min_duration_s=options.min_duration_s,
+                  blank_offset=options.blank_offset)
+    if options.beam_width > 1:
+        decoder = CTCPrefixBeamDecoder(model.module.layout, rate, beam_width=options.beam_width, **common)
+    else:
+        decoder = CTCGreedyDecoder(model.module.layout, rate, **common)
+    notes = []
+    for chunk in chunks:
+        notes.extend(decoder.push(chunk))
+    notes.extend(decoder.finish())
+    return sorted(notes)
+
+
 def transcribe(model: LoadedModel, audio: Audio, options: DecodeOptions | None = None,
-               window_s: float = 10.0, hop_s: float = 5.0, batch_windows: int = 4) -> Transcription:
+               window_s: float | None = None, hop_s: float | None = None, batch_windows: int = 4) -> Transcription:
     """Transcribe mono ``audio`` (already at ``model.features.sample_rate``).
 
     ``options`` defaults to the thresholds stored with the checkpoint (``model.decode``).
@@ -91,7 +120,7 @@ def transcribe(model: LoadedModel, audio: Audio, options: DecodeOptions | None =
     notes = decode_chunks(model, chunks, options or model.decode)
     duration = audio.duration_s
     notes = [n if n.offset_s <= duration else _clip(n, duration) for n in notes if n.onset_s < duration]
-    spec = WindowSpec.from_seconds(model.features, window_s, hop_s)
+    spec = window_spec(model, window_s, hop_s)
     return Transcription(
         notes=tuple(notes),
         duration_s=duration,

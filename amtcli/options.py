@@ -124,6 +124,10 @@ class DecodeOptions:
         note_start: for models with an onset head, "onset" starts notes only at onsets
             (Onsets-and-Frames rule); "frame" starts them where the frame probability
             rises and uses the onset head only to re-attack a held note.
+        beam_width: CTC models: 1 decodes the best path (greedy), more runs a prefix
+            beam search with that many prefixes.
+        blank_offset: CTC models: subtracted from the blank's log-probability before
+            decoding (> 0 emits more tokens; tuned on validation for length ratio ~1).
     """
 
     onset_threshold: float = 0.5
@@ -132,8 +136,12 @@ class DecodeOptions:
     gap_fill_s: float = 0.04
     reonset_threshold: float = 0.0
     note_start: str = "onset"
+    beam_width: int = 1
+    blank_offset: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.beam_width < 1:
+            raise ConfigError(f"beam_width must be at least 1, got {self.beam_width}")
         if self.note_start not in ("onset", "frame"):
             raise ConfigError(f"note_start must be 'onset' or 'frame', got {self.note_start!r}")
         for name in ("onset_threshold", "frame_threshold"):

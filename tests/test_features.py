@@ -22,3 +22,39 @@ def test_logmel_frames_and_peak_bin():
     assert out.shape == (1, 50, 128)
     centre = librosa.mel_frequencies(n_mels=130, fmin=30, fmax=8000)[1:-1]
     assert abs(centre[int(out[0, 25].argmax())] - 1000) < 60
+
+
+@pytest.mark.parametrize("midi", [40, 60, 81, 100])
+def test_constant_q_peaks_at_the_played_pitch(midi):
+    from amtcli.features import LogConstantQ
+
+    spec = FeatureSpec(kind="cqt", n_fft=4096, n_bins=252, bins_per_octave=36, fmin_hz=27.5, fmax_hz=8000.0)
+    t = np.arange(16000) / 16000
+    tone = torch.from_numpy((0.5 * np.sin(2 * np.pi * librosa.midi_to_hz(midi) * t)).astype(np.float32))[None]
+    out = LogConstantQ(spec)(tone)
+    assert out.shape == (1, 50, 252)
+    assert int(out[0, 25].argmax()) == (midi - 21) * 3  # 3 bins per semitone from A0
+
+
+def test_constant_q_filters_sum_to_one_and_vanish_above_nyquist():
+    from amtcli.features import constant_q_filterbank
+
+    bank = constant_q_filterbank(16000, 4096, 400, 36, 27.5)
+    centres = 27.5 * 2.0 ** (np.arange(400) / 36)
+    below = centres < 8000
+    np.testing.assert_allclose(bank[below].sum(axis=1), 1.0, rtol=1e-5)
+    assert not bank[~below].any()
+
+
+def test_hcqt_channels_are_cqts_shifted_by_the_harmonic():
+    from amtcli.features import LogConstantQ
+
+    base = dict(kind="hcqt", n_fft=4096, n_bins=144, bins_per_octave=36, fmin_hz=55.0, fmax_hz=8000.0)
+    hcqt = LogConstantQ(FeatureSpec(**base, harmonics=(1.0, 2.0)))
+    cqt = LogConstantQ(FeatureSpec(**{**base, "kind": "cqt"}))
+    audio = torch.randn(1, 16000)
+    out = hcqt(audio)
+    assert out.shape == (1, 50, 144, 2)
+    torch.testing.assert_close(out[..., 0], cqt(audio), rtol=1e-4, atol=1e-4)
+    # Harmonic 2 starts one octave (36 bins) higher: its bin k is the plain CQT's bin k + 36.
+    torch.testing.assert_close(out[..., :-36, 1], cqt(audio)[..., 36:], rtol=1e-3, atol=1e-3)

@@ -83,3 +83,15 @@ def test_non_finite_loss_skips_the_update():
     result = train_step(model, nan_loss, optimizer, torch.randn(1, 16000), {}, 1.0)
     assert result.skipped
     assert all(torch.equal(before[k], p) for k, p in model.named_parameters())
+
+
+def test_reattack_gap_breaks_the_frame_target_before_a_repeated_note():
+    notes = [Note(0.1, 0.5, 60), Note(0.5, 0.9, 60), Note(0.2, 0.6, 62), Note(0.6, 0.8, 62)]
+    plain = frame_targets(notes, 0.0, 50, 50.0)
+    split = frame_targets(notes, 0.0, 50, 50.0, reattack_gap_frames=1)
+    assert plain["frame"][5:45, 39].all()                   # touching notes: one unbroken run
+    assert split["frame"][5:24, 39].all() and split["frame"][24, 39] == 0 and split["frame"][25:45, 39].all()
+    assert split["frame"][29, 41] == 0 and plain["frame"][29, 41] == 1
+    assert np.array_equal(split["onset"], plain["onset"])   # onsets are untouched
+    lone = frame_targets([Note(0.1, 0.5, 60)], 0.0, 50, 50.0, reattack_gap_frames=1)
+    assert lone["frame"][:, 39].sum() == 20                 # a note without a successor keeps its end

@@ -103,3 +103,54 @@ def test_torchrun_two_ranks_agree(tmp_path, tiny_dataset):
     assert ranks["world_size"] == 2
     assert ranks["digests"][0] == pytest.approx(ranks["digests"][1], rel=1e-9)
     assert proc.stdout.count("best checkpoint") == 1
+
+
+def test_plateau_schedule_and_early_stopping(tmp_path, tiny_dataset):
+    """A learning rate too small to learn much: validation F1 barely moves (only
+    batch-norm statistics change), ReduceLROnPlateau cuts the rate after every
+    evaluation without a gain, and training stops after ``early_stop_patience`` such
+    evaluations, but not before ``min_steps``. The expected stop is replayed from the
+    logged scores."""
+    recipe = RECIPE.format(steps=40).replace("lr_decay_every = 100", 'lr = 1e-6\nlr_schedule = "plateau"\nplateau_patience = 0')
+    recipe = recipe.replace("threads = 1", "threads = 1\nearly_stop_patience = 2\nmin_steps = 8")
+    (tmp_path / "r.toml").write_text(recipe)
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--recipe", str(tmp_path / "r.toml"), "--dataset", str(tiny_dataset),
+                                      "--run-dir", str(run)])
+    assert result.exit_code == 0, result.output
+    rows = metrics(run)
+    best, since, expected_stop, lr, expected_lr = -1.0, 0, None, 1e-6, {}
+    for row in rows:
+        step = int(row["step"])
+        expected_lr[step] = lr
+        if row["val_onset_f1"] == "":
+            continue
+        f1 = float(row["val_onset_f1"])
+        best, since = (f1, 0) if f1 > best else (best, since + 1)
+        if since:
+            lr *= 0.5
+        if since >= 2 and step >= 8:
+            expected_stop = step
+            break
+    assert expected_stop is not None and int(rows[-1]["step"]) == expected_stop < 40
+    assert f"early stop at step {expected_stop}" in result.output
+    assert all(float(r["lr"]) == pytest.approx(expected_lr[int(r["step"])], rel=1e-2) for r in rows)
+    assert float(rows[-1]["lr"]) < 1e-6  # the evaluation before the stop had no gain and cut the rate
+
+
+@pytest.mark.parametrize("family, model", [
+    ("cnn", 'stem_channels = 4\nmodel_dim = 16\nblocks = 1\n[model.features]\nn_bins = 64'),
+    ("ctc", 'stem_channels = 4\nmodel_dim = 16\nlstm_units = 8\nslots = 2\n[model.features]\nkind = "hcqt"\n'
+            'n_fft = 2048\nn_bins = 96\nfmin_hz = 55.0\nharmonics = [1.0, 2.0]'),
+])
+def test_every_family_trains_through_the_same_loop(tmp_path, tiny_dataset, family, model):
+    head, rest = RECIPE.format(steps=2).split("[data]")
+    head = head.replace('family = "onf"', f'family = "{family}"').split("[model]")[0]
+    (tmp_path / "r.toml").write_text(f"{head}[model]\n{model}\n[windowing]\nwindow_s = 10.0\nhop_s = 8.0\n[data]{rest}")
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--recipe", str(tmp_path / "r.toml"), "--dataset", str(tiny_dataset),
+                                      "--run-dir", str(run)])
+    assert result.exit_code == 0, result.output
+    loaded = load_checkpoint(run / "best")
+    assert loaded.family == family and (loaded.window_s, loaded.hop_s) == (10.0, 8.0)
+    assert metrics(run)[-1]["val_onset_f1"] != ""

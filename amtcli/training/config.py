@@ -21,6 +21,8 @@ class DataConfig:
         validation_files: how many validation recordings to score at each evaluation.
         validation_max_s: seconds of each validation recording that are scored.
         augment: apply the data loader's mild augmentation.
+        reattack_gap_frames: end a note's frame target this many frames before a
+            same-pitch re-attack (frame-only models; 0 keeps the labels as they are).
     """
 
     dataset: str = ""
@@ -31,36 +33,59 @@ class DataConfig:
     validation_files: int = 12
     validation_max_s: float = 30.0
     augment: bool = True
+    reattack_gap_frames: int = 0
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Adam with step decay and gradient clipping (clipped between backward and step)."""
+    """Adam with a learning-rate schedule and gradient clipping (between backward and step).
+
+    Attributes:
+        lr_schedule: "step" (multiply by ``lr_decay_rate`` every ``lr_decay_every``
+            steps) or "plateau" (ReduceLROnPlateau on validation note-onset F1: multiply
+            by ``lr_decay_rate`` after ``plateau_patience`` evaluations without a gain).
+    """
 
     lr: float = 6e-4
     weight_decay: float = 0.0
     steps: int = 3000
     clip_grad_norm: float = 3.0
+    lr_schedule: str = "step"
     lr_decay_every: int = 1000
     lr_decay_rate: float = 0.5
+    plateau_patience: int = 2
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in ("step", "plateau"):
+            raise ConfigError(f"lr_schedule must be 'step' or 'plateau', got {self.lr_schedule!r}")
 
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    """Intervals in optimizer steps."""
+    """Intervals in optimizer steps.
+
+    Attributes:
+        early_stop_patience: stop after this many evaluations without a better
+            validation note-onset F1 (0 never stops early) ...
+        min_steps: ... but never before this many steps.
+    """
 
     eval_every: int = 250
     log_every: int = 10
     threads: int = 1
+    early_stop_patience: int = 0
+    min_steps: int = 0
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """A whole recipe."""
+    """A whole recipe. ``windowing`` ({"window_s", "hop_s"}) is written into every
+    checkpoint's config.json for inference; empty means the default 10 s / 5 s."""
 
     family: str
     name: str
     model: dict = field(default_factory=dict)
+    windowing: dict = field(default_factory=dict)
     data: DataConfig = DataConfig()
     optim: OptimConfig = OptimConfig()
     schedule: ScheduleConfig = ScheduleConfig()
@@ -101,6 +126,7 @@ def load_recipe(path: str | Path, overrides: dict[str, dict] | None = None) -> T
         family=raw["family"],
         name=raw.get("name", raw["family"]),
         model=raw.get("model", {}),
+        windowing=raw.get("windowing", {}),
         data=_section(DataConfig, raw.get("data", {}), "data"),
         optim=_section(OptimConfig, raw.get("optim", {}), "optim"),
         schedule=_section(ScheduleConfig, raw.get("schedule", {}), "schedule"),

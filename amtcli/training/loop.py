@@ -117,12 +117,13 @@ def _plot_metrics(path: Path, rows: list[dict]) -> None:
 
 
 def _save_state(run_dir: Path, config: TrainConfig, module, optimizer, scheduler, step: int, best_f1: float,
-                rng: np.random.Generator) -> None:
+                rng: np.random.Generator, evals_since_best: int = 0) -> None:
     last = run_dir / "last"
-    save_checkpoint(last, config.family, config.model, module, extra={"step": step})
+    save_checkpoint(last, config.family, config.model, module, extra=_checkpoint_extra(config, step=step))
     state = {
         "step": step,
         "best_f1": best_f1,
+        "evals_since_best": evals_since_best,
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
@@ -130,6 +131,11 @@ def _save_state(run_dir: Path, config: TrainConfig, module, optimizer, scheduler
     }
     with atomic_path(last / "trainer_state.pt", overwrite=True) as tmp:
         torch.save(state, tmp)
+
+
+def _checkpoint_extra(config: TrainConfig, **values) -> dict:
+    """config.json entries besides the model config: step, scores, the recipe's windowing."""
+    return {**values, **({"windowing": dict(config.windowing)} if config.windowing else {})}
 
 
 def _datasets(config: TrainConfig, features, rank: int, rng: np.random.Generator):
@@ -144,11 +150,32 @@ def _datasets(config: TrainConfig, features, rank: int, rng: np.random.Generator
         pairs = split_pairs(dataset, config.data.validation_split)[: config.data.validation_files]
         val_recordings = load_recordings(pairs, features, config.data.validation_max_s)
     augment_config = AugmentConfig() if config.data.augment else None
-    return CropSampler(train_recordings, features, crop_frames, rng, augment_config), val_recordings
+    sampler = CropSampler(train_recordings, features, crop_frames, rng, augment_config, config.data.reattack_gap_frames)
+    return sampler, val_recordings
 
 
-def _restore(last: Path, module, optimizer, scheduler, rng: np.random.Generator) -> tuple[int, float]:
-    """Load the resume point in ``last``; returns (step, best validation onset F1)."""
+def _from_rank_zero(score: float, stop: bool, world: int) -> tuple[float, bool]:
+    """Rank 0's validation score and stop decision, on every rank (so learning rates
+    and early stopping stay in step under torchrun)."""
+    if world <= 1 or not dist.is_initialized():
+        return score, stop
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    payload = torch.tensor([score, float(stop)], dtype=torch.float64, device=device)
+    dist.broadcast(payload, src=0)
+    return float(payload[0]), bool(payload[1] > 0.5)
+
+
+def _scheduler(config: TrainConfig, optimizer):
+    """StepLR (stepped every optimizer step) or ReduceLROnPlateau (stepped with each validation F1)."""
+    if config.optim.lr_schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=config.optim.lr_decay_rate, patience=config.optim.plateau_patience)
+    return torch.optim.lr_scheduler.StepLR(optimizer, config.optim.lr_decay_every, config.optim.lr_decay_rate)
+
+
+def _restore(last: Path, module, optimizer, scheduler, rng: np.random.Generator) -> tuple[int, float, int]:
+    """Load the resume point in ``last``; returns (step, best validation onset F1,
+    evaluations since that best)."""
     from safetensors.torch import load_file
 
     module.load_state_dict(load_file(str(last / "model.safetensors")), strict=True)
@@ -157,13 +184,14 @@ def _restore(last: Path, module, optimizer, scheduler, rng: np.random.Generator)
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
     rng.bit_generator.state = state["numpy_rng"]
-    return int(state["step"]), float(state["best_f1"])
+    return int(state["step"]), float(state["best_f1"]), int(state.get("evals_since_best", 0))
 
 
 def _write_run_recipe(run_dir: Path, config: TrainConfig, world: int) -> None:
     import json
 
-    payload = {"family": config.family, "name": config.name, "model": config.model, "seed": config.seed,
+    payload = {"family": config.family, "name": config.name, "model": config.model,
+               "windowing": config.windowing, "seed": config.seed,
                "data": asdict(config.data), "optim": asdict(config.optim), "schedule": asdict(config.schedule),
                "world_size": world}
     with atomic_path(run_dir / "recipe.json", overwrite=True) as tmp:
@@ -192,15 +220,17 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None)
     family = get_family(config.family)
     module = family.build(config.model)
     features = family.features(config.model)
+    loss_fn = family.loss(config.model)
     rng = np.random.default_rng([config.seed, rank])
     sampler, val_recordings = _datasets(config, features, rank, rng)
 
     optimizer = torch.optim.Adam(module.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.optim.lr_decay_every, config.optim.lr_decay_rate)
+    scheduler = _scheduler(config, optimizer)
     run_dir.mkdir(parents=True, exist_ok=True)
-    start_step, best_f1 = 0, -1.0
+    plateau = config.optim.lr_schedule == "plateau"
+    start_step, best_f1, evals_since_best = 0, -1.0, 0
     if resume and (run_dir / "last" / "trainer_state.pt").exists():
-        start_step, best_f1 = _restore(run_dir / "last", module, optimizer, scheduler, rng)
+        start_step, best_f1, evals_since_best = _restore(run_dir / "last", module, optimizer, scheduler, rng)
         if rank == 0:
             console.log(f"resumed from step {start_step} (best validation onset F1 {best_f1:.3f})")
     rows = _read_metrics(run_dir / "metrics.csv", start_step) if rank == 0 else []
@@ -221,47 +251,65 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None)
             audio, targets = sampler.batch(config.data.batch_size)
             audio_t = torch.from_numpy(audio).to(device)
             targets_t = {k: torch.from_numpy(v).to(device) for k, v in targets.items()}
-            result = train_step(model, family.loss, optimizer, audio_t, targets_t, config.optim.clip_grad_norm)
-            scheduler.step()
+            result = train_step(model, loss_fn, optimizer, audio_t, targets_t, config.optim.clip_grad_norm)
+            if not plateau:
+                scheduler.step()
             if not result.skipped:
                 window_losses.append(result.total)
                 window_norms.append(result.grad_norm)
             done = step + 1
-            if rank != 0:
-                continue
-            elapsed = elapsed_before + time.monotonic() - started
-            speed = (done - start_step) / max(elapsed - elapsed_before, 1e-9)
-            progress.update(task, completed=done, loss=f"{result.total:.4f}", speed=f"{speed:.2f}")
             is_eval = done % config.schedule.eval_every == 0 or done == config.optim.steps
-            if done % config.schedule.log_every != 0 and not is_eval:
-                continue
-            row = {
-                "step": done,
-                "elapsed_s": f"{elapsed:.1f}",
-                "lr": f"{scheduler.get_last_lr()[0]:.3g}",
-                "loss": f"{np.mean(window_losses) if window_losses else float('nan'):.5f}",
-                "grad_norm": f"{np.mean(window_norms) if window_norms else float('nan'):.4f}",
-            }
-            window_losses, window_norms = [], []
+            row: dict = {}
+            if rank == 0:
+                elapsed = elapsed_before + time.monotonic() - started
+                speed = (done - start_step) / max(elapsed - elapsed_before, 1e-9)
+                progress.update(task, completed=done, loss=f"{result.total:.4f}", speed=f"{speed:.2f}")
+                if done % config.schedule.log_every == 0 or is_eval:
+                    row = {
+                        "step": done,
+                        "elapsed_s": f"{elapsed:.1f}",
+                        "lr": f"{optimizer.param_groups[0]['lr']:.3g}",
+                        "loss": f"{np.mean(window_losses) if window_losses else float('nan'):.5f}",
+                        "grad_norm": f"{np.mean(window_norms) if window_norms else float('nan'):.4f}",
+                    }
+                    window_losses, window_norms = [], []
+            stop = False
             if is_eval:
-                module.eval()
-                scores = validate(LoadedModel(config.name, config.family, module, features, config.model, device),
-                                  val_recordings)
-                module.train()
-                row.update({k: f"{v:.4f}" for k, v in scores.items()})
-                if scores["val_onset_f1"] > best_f1:
-                    best_f1 = scores["val_onset_f1"]
-                    save_checkpoint(run_dir / "best", config.family, config.model, module,
-                                    extra={"step": done, "validation": scores})
-                _save_state(run_dir, config, module, optimizer, scheduler, done, best_f1, rng)
-            rows.append(row)
-            console.log(
-                f"step {done}/{config.optim.steps} loss {row['loss']} {speed:.2f} steps/s"
-                + (f" val onset F1 {row['val_onset_f1']} (best {best_f1:.4f})" if is_eval else "")
-            )
-            if is_eval:
-                _write_metrics(run_dir / "metrics.csv", rows)
-                _plot_metrics(run_dir / "metrics.png", rows)
+                score = -1.0
+                if rank == 0:
+                    module.eval()
+                    scores = validate(LoadedModel(config.name, config.family, module, features, config.model, device),
+                                      val_recordings)
+                    module.train()
+                    row.update({k: f"{v:.4f}" for k, v in scores.items()})
+                    score = scores["val_onset_f1"]
+                    if score > best_f1:
+                        best_f1, evals_since_best = score, 0
+                        save_checkpoint(run_dir / "best", config.family, config.model, module,
+                                        extra=_checkpoint_extra(config, step=done, validation=scores))
+                    else:
+                        evals_since_best += 1
+                    patience = config.schedule.early_stop_patience
+                    stop = bool(patience and evals_since_best >= patience and done >= config.schedule.min_steps)
+                score, stop = _from_rank_zero(score, stop, world)
+                if plateau:
+                    scheduler.step(score)
+                if rank == 0:
+                    _save_state(run_dir, config, module, optimizer, scheduler, done, best_f1, rng, evals_since_best)
+            if rank == 0 and row:
+                rows.append(row)
+                console.log(
+                    f"step {done}/{config.optim.steps} loss {row['loss']} {speed:.2f} steps/s"
+                    + (f" val onset F1 {row['val_onset_f1']} (best {best_f1:.4f})" if is_eval else "")
+                )
+                if is_eval:
+                    _write_metrics(run_dir / "metrics.csv", rows)
+                    _plot_metrics(run_dir / "metrics.png", rows)
+            if stop:
+                if rank == 0:
+                    console.log(f"early stop at step {done}: no better validation onset F1 in "
+                                f"{config.schedule.early_stop_patience} evaluations (best {best_f1:.4f})")
+                break
     if dist.is_initialized():
         _check_ranks_agree(module, run_dir, rank, world)
         dist.barrier()
