@@ -31,12 +31,17 @@ class FamilySpec:
     """How to build a family's model, features and training loss from its config dict.
 
     ``loss(config)`` returns the loss function ``(outputs, targets) -> {term: scalar}``.
+    ``note_targets(config)``, when given, returns ``(notes, start_s, duration_s) ->
+    {name: array}``: extra per-crop targets made from the crop's notes (token
+    sequences); ``teacher_forced`` models are called as ``model(audio, targets["tokens"])``.
     """
 
     name: str
     build: Callable[[dict], nn.Module]
     features: Callable[[dict], FeatureSpec]
     loss: Callable[[dict], Callable[[dict, dict], dict]]
+    note_targets: Callable[[dict], Callable] | None = None
+    teacher_forced: bool = False
 
 
 def _onf() -> FamilySpec:
@@ -78,7 +83,30 @@ def _ctc() -> FamilySpec:
     )
 
 
-_FAMILIES: dict[str, Callable[[], FamilySpec]] = {"onf": _onf, "cnn": _cnn, "ctc": _ctc}
+def _seq2seq() -> FamilySpec:
+    from functools import partial
+
+    from amtcli.families.seq2seq import Seq2SeqConfig, Seq2SeqTranscriber, seq2seq_loss, window_token_targets
+
+    def loss(cfg: dict):
+        return partial(seq2seq_loss, class_weights=Seq2SeqConfig.from_dict(cfg).class_weights())
+
+    def note_targets(cfg: dict):
+        limit = Seq2SeqConfig.from_dict(cfg).max_target_tokens
+        return lambda notes, start_s, duration_s: {
+            "tokens": window_token_targets(notes, start_s, duration_s, limit)}
+
+    return FamilySpec(
+        "seq2seq",
+        lambda cfg: Seq2SeqTranscriber(Seq2SeqConfig.from_dict(cfg)),
+        lambda cfg: Seq2SeqConfig.from_dict(cfg).features,
+        loss,
+        note_targets,
+        teacher_forced=True,
+    )
+
+
+_FAMILIES: dict[str, Callable[[], FamilySpec]] = {"onf": _onf, "cnn": _cnn, "ctc": _ctc, "seq2seq": _seq2seq}
 
 
 def family_names() -> list[str]:

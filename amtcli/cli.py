@@ -77,6 +77,11 @@ def transcribe(
         None, help="Onset probability that starts or re-attacks a note (default: tuned per model)."),
     frame_threshold: Optional[float] = typer.Option(
         None, help="Frame probability that keeps a note sounding (default: tuned per model)."),
+    beam_width: Optional[int] = typer.Option(
+        None, "--beam-width", help="CTC models: prefix beam search width (1 = greedy best path)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Threads that load and resample the next files ahead."),
+    attention_png: Optional[Path] = typer.Option(
+        None, "--attention-png", help="Seq2seq models: write each window's attention map into this folder."),
 ) -> None:
     """Transcribe audio files or folders to MIDI, CSV note lists and piano-roll PNGs."""
     from amtcli.commands.transcribe import TranscribeRequest, run_transcribe
@@ -88,7 +93,7 @@ def transcribe(
             inputs=tuple(inputs), output=output, output_dir=output_dir, model=model,
             formats=parse_formats(formats) if formats else None, overwrite=overwrite, device=device,
             recursive=recursive, skip_existing=skip_existing, onset_threshold=onset_threshold,
-            frame_threshold=frame_threshold,
+            frame_threshold=frame_threshold, beam_width=beam_width, jobs=jobs, attention_png=attention_png,
         )
     except AmtError as exc:
         _fail(str(exc))

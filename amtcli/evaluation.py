@@ -178,3 +178,42 @@ def mean_result(results: list[EvalResult], name: str = "mean") -> EvalResult:
         sum(r.n_est for r in results),
         by_instrument={key: mean_result(subs, key) for key, subs in per_instrument.items()},
     )
+
+
+def token_metrics(reference: list[Note], estimate: list[Note], segment_s: float = 10.0) -> dict[str, float]:
+    """Token measures of the "CTC vs. Seq2Seq" study, on pitch-token sequences.
+
+    Both note lists become pitch tokens ordered by onset, then pitch, cut into
+    ``segment_s``-second segments by onset time. Returns:
+
+    - ``token_f1``: bag-of-tokens F1 (per segment, a token matches a reference token
+      of the same pitch; counts summed over segments);
+    - ``token_error_rate``: summed Levenshtein distance / summed reference length;
+    - ``length_ratio``: estimated tokens / reference tokens.
+    """
+    from collections import Counter
+
+    from rapidfuzz.distance import Levenshtein
+
+    def segments(notes: list[Note]) -> dict[int, list[int]]:
+        out: dict[int, list[int]] = {}
+        for note in sorted(notes, key=lambda n: (n.onset_s, n.pitch)):
+            out.setdefault(int(note.onset_s // segment_s), []).append(note.pitch)
+        return out
+
+    ref, est = segments(reference), segments(estimate)
+    n_ref = sum(len(v) for v in ref.values())
+    n_est = sum(len(v) for v in est.values())
+    matched = edits = 0
+    for key in set(ref) | set(est):
+        r, e = ref.get(key, []), est.get(key, [])
+        matched += sum((Counter(r) & Counter(e)).values())
+        edits += Levenshtein.distance(r, e)
+    precision = matched / n_est if n_est else float(n_ref == 0)
+    recall = matched / n_ref if n_ref else float(n_est == 0)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "token_f1": f1,
+        "token_error_rate": edits / n_ref if n_ref else float(n_est > 0),
+        "length_ratio": n_est / n_ref if n_ref else (1.0 if n_est == 0 else math.inf),
+    }

@@ -70,43 +70,109 @@ def stitched_posteriors(model: LoadedModel, audio: Audio, window_s: float | None
     yield from stitch_stream(_window_outputs(model, audio.samples, spec, batch_windows), n_frames, spec)
 
 
-def decode_chunks(model: LoadedModel, chunks, options: DecodeOptions) -> list:
-    """Decode stitched posteriorgram chunks (from :func:`stitched_posteriors`) into notes.
+def output_kind(model: LoadedModel) -> str:
+    """"frames" (onf, cnn), "ctc" or "tokens" (seq2seq): how window outputs are decoded."""
+    return getattr(model.module, "OUTPUT", "frames")
+
+
+def run_windows(model: LoadedModel, windows: list[np.ndarray], options: DecodeOptions) -> np.ndarray:
+    """Window audio (n, window_samples) -> the model's raw outputs, one row block per window:
+    posteriorgrams for frame and CTC models, decoded token rows for seq2seq."""
+    tensor = torch.from_numpy(np.stack(windows)).to(model.device)
+    if output_kind(model) == "tokens":
+        return model.module.decode_windows(tensor, options.beam_width)
+    return model.module.posteriorgram(tensor).float().cpu().numpy()
+
+
+class ChunkDecoder:
+    """Push-style decoding: ``push(chunk) -> notes`` for stitched frame chunks,
+    ``push_window(output, start_frame, lo, hi)`` for one window's raw output of which
+    frames [lo, hi) are its own, ``finish() -> notes``.
 
     Frame models go through :func:`~amtcli.decoding.frames.decoder_for`; CTC models
-    (``module.OUTPUT == "ctc"``) through the greedy or prefix-beam CTC decoder.
+    through the greedy or prefix-beam CTC decoder (stitched log-probabilities,
+    collapsed once); seq2seq windows through the stateful
+    :class:`~amtcli.decoding.tokens.Detokenizer`. ``stats`` holds token counts.
     """
-    if getattr(model.module, "OUTPUT", "frames") == "ctc":
-        return _decode_ctc(model, chunks, options)
-    channels = model.module.CHANNELS
-    decoder = decoder_for(model.features.frame_rate_hz, options, "onset" in channels)
-    frame_at = channels.index("frame")
-    onset_at = channels.index("onset") if "onset" in channels else None
-    velocity_at = channels.index("velocity") if "velocity" in channels else None
-    notes = []
-    for chunk in chunks:
-        onsets = chunk[..., onset_at] if onset_at is not None else None
-        velocity = chunk[..., velocity_at] if velocity_at is not None else None
-        notes.extend(decoder.push(chunk[..., frame_at], onsets, velocity))
-    notes.extend(decoder.finish())
-    return notes
+
+    def __init__(self, model: LoadedModel, options: DecodeOptions, duration_s: float | None = None):
+        rate = model.features.frame_rate_hz
+        self.frame_rate_hz = rate
+        self.kind = output_kind(model)
+        self.is_ctc = self.kind == "ctc"
+        self.duration_s = duration_s
+        if self.kind == "tokens":
+            from amtcli.decoding.tokens import Detokenizer
+
+            self._decoder = Detokenizer()
+            self._stops = {code: 0 for code in model.module.STOP_CODES}
+            self._stop_codes = model.module.STOP_CODES
+            return
+        if self.is_ctc:
+            from amtcli.decoding.ctc import CTCGreedyDecoder, CTCPrefixBeamDecoder
+
+            common = dict(frame_threshold=options.frame_threshold, min_duration_s=options.min_duration_s,
+                          blank_offset=options.blank_offset)
+            if options.beam_width > 1:
+                self._decoder = CTCPrefixBeamDecoder(model.module.layout, rate, beam_width=options.beam_width, **common)
+            else:
+                self._decoder = CTCGreedyDecoder(model.module.layout, rate, **common)
+            return
+        channels = model.module.CHANNELS
+        self._decoder = decoder_for(rate, options, "onset" in channels)
+        self._frame_at = channels.index("frame")
+        self._onset_at = channels.index("onset") if "onset" in channels else None
+        self._velocity_at = channels.index("velocity") if "velocity" in channels else None
+
+    @property
+    def stats(self) -> dict[str, float]:
+        if self.kind == "tokens":
+            stops = {f"windows_stopped_{k}": float(v) for k, v in self._stops.items()}
+            return {**self._decoder.stats.as_dict(), **stops}
+        if self.is_ctc:
+            return {"n_tokens": float(self._decoder.n_tokens)}
+        return {}
+
+    def push_window(self, output: np.ndarray, start_frame: int, lo: int, hi: int) -> list:
+        """One window's output; frames [lo, hi) of it (window-relative) are its own."""
+        if self.kind != "tokens":
+            return self.push(output[lo:hi])
+        rate = self.frame_rate_hz
+        self._stops[self._stop_codes[int(output[-1])]] += 1
+        start_s = start_frame / rate
+        return self._decoder.push(output[:-1].tolist(), start_s, start_s + lo / rate, start_s + hi / rate)
+
+    def push(self, chunk: np.ndarray) -> list:
+        if self.is_ctc:
+            return self._decoder.push(chunk)
+        onsets = chunk[..., self._onset_at] if self._onset_at is not None else None
+        velocity = chunk[..., self._velocity_at] if self._velocity_at is not None else None
+        return self._decoder.push(chunk[..., self._frame_at], onsets, velocity)
+
+    def finish(self) -> list:
+        if self.kind == "tokens":
+            return self._decoder.finish(self.duration_s or 0.0)
+        return self._decoder.finish()
 
 
-def _decode_ctc(model: LoadedModel, chunks, options: DecodeOptions) -> list:
-    from amtcli.decoding.ctc import CTCGreedyDecoder, CTCPrefixBeamDecoder
-
-    rate = model.features.frame_rate_hz
-    common = dict(frame_threshold=options.frame_threshold, min_duration_s=options.min_duration_s,
-                  blank_offset=options.blank_offset)
-    if options.beam_width > 1:
-        decoder = CTCPrefixBeamDecoder(model.module.layout, rate, beam_width=options.beam_width, **common)
-    else:
-        decoder = CTCGreedyDecoder(model.module.layout, rate, **common)
+def decode_chunks(model: LoadedModel, chunks, options: DecodeOptions) -> list:
+    """Decode stitched posteriorgram chunks (from :func:`stitched_posteriors`) into notes
+    sorted by onset."""
+    decoder = ChunkDecoder(model, options)
     notes = []
     for chunk in chunks:
         notes.extend(decoder.push(chunk))
     notes.extend(decoder.finish())
     return sorted(notes)
+
+
+def finish_transcription(model: LoadedModel, audio: Audio, notes: list, n_windows: int,
+                         extra_stats: dict[str, float] | None = None) -> Transcription:
+    """Notes in seconds -> a Transcription of ``audio`` (notes clipped to its duration)."""
+    duration = audio.duration_s
+    notes = [n if n.offset_s <= duration else _clip(n, duration) for n in sorted(notes) if n.onset_s < duration]
+    return Transcription(notes=tuple(notes), duration_s=duration, source=audio.source, model=model.name,
+                         stats={"n_windows": float(n_windows), **(extra_stats or {})})
 
 
 def transcribe(model: LoadedModel, audio: Audio, options: DecodeOptions | None = None,
@@ -115,19 +181,14 @@ def transcribe(model: LoadedModel, audio: Audio, options: DecodeOptions | None =
 
     ``options`` defaults to the thresholds stored with the checkpoint (``model.decode``).
     Returns a Transcription whose notes are in seconds from the start of the audio.
+    Raises ConfigError when the audio is not at the model's rate.
     """
-    chunks = stitched_posteriors(model, audio, window_s, hop_s, batch_windows)
-    notes = decode_chunks(model, chunks, options or model.decode)
-    duration = audio.duration_s
-    notes = [n if n.offset_s <= duration else _clip(n, duration) for n in notes if n.onset_s < duration]
-    spec = window_spec(model, window_s, hop_s)
-    return Transcription(
-        notes=tuple(notes),
-        duration_s=duration,
-        source=audio.source,
-        model=model.name,
-        stats={"n_windows": float(window_count(total_frames(len(audio.samples), spec), spec))},
-    )
+    from amtcli.batching import transcribe_stream
+
+    ((_, result),) = list(transcribe_stream(model, [(0, audio)], options, batch_windows, window_s, hop_s))
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 def _clip(note, duration_s: float):

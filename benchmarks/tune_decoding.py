@@ -3,7 +3,7 @@
 Computes each recording's posteriorgram once, decodes it with every combination of
 note-start rule ("onset" or "frame"), onset threshold, frame threshold, minimum
 note duration, gap filling and re-onset rise (the last two act in frame-only
-decoding), and prints mean note-onset F1 (and note-with-offset and frame F1) per
+decoding) and blank offset (CTC models), and prints mean note-onset F1 (and note-with-offset and frame F1) per
 combination. With --write, stores the combination with the best onset F1 in the
 checkpoint's config.json ("decode"), which `amtcli transcribe` then uses by default.
 
@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--note-start", default="onset,frame")
     parser.add_argument("--gap-fill", default="0.04", help="gap_fill_s values (frame-only decoding)")
     parser.add_argument("--reonset", default="0", help="reonset_threshold values (frame-only decoding)")
+    parser.add_argument("--blank-offset", default="0", help="blank_offset values (CTC models)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write", action="store_true", help="store the best pair in config.json")
     args = parser.parse_args()
@@ -54,27 +55,33 @@ def main() -> None:
     ]
     rows = []
     has_onsets = "onset" in model.module.CHANNELS
+    is_ctc = getattr(model.module, "OUTPUT", "frames") == "ctc"
+    frame_only = not has_onsets and not is_ctc
     grid = itertools.product(args.note_start.split(",") if has_onsets else ["frame"],
                              map(float, args.onset.split(",") if has_onsets else ["0.5"]),
                              map(float, args.frame.split(",")), map(float, args.min_duration.split(",")),
-                             map(float, args.gap_fill.split(",")), map(float, args.reonset.split(",")))
-    for start, onset, frame, min_duration, gap_fill, reonset in grid:
+                             map(float, args.gap_fill.split(",") if not is_ctc else ["0"]),
+                             map(float, args.reonset.split(",") if frame_only else ["0"]),
+                             map(float, args.blank_offset.split(",") if is_ctc else ["0"]))
+    for start, onset, frame, min_duration, gap_fill, reonset, blank_offset in grid:
         options = DecodeOptions(onset_threshold=onset, frame_threshold=frame, min_duration_s=min_duration,
-                                gap_fill_s=gap_fill, reonset_threshold=reonset, note_start=start)
-        results = [
-            evaluate_notes(list(r.notes), decode_chunks(model, [p], options), name=r.name)
-            for r, p in zip(recordings, posteriors)
-        ]
+                                gap_fill_s=gap_fill, reonset_threshold=reonset, note_start=start,
+                                blank_offset=blank_offset)
+        decoded = [decode_chunks(model, [p], options) for p in posteriors]
+        results = [evaluate_notes(list(r.notes), notes, name=r.name) for r, notes in zip(recordings, decoded)]
         mean = mean_result(results)
+        n_est, n_ref = sum(map(len, decoded)), sum(len(r.notes) for r in recordings)
         rows.append((options, mean.note_onset.f1, mean.note_offset.f1, mean.frame.f1))
         print(f"start {start:5s} onset {onset:.2f} frame {frame:.2f} min {min_duration:.2f} s "
-              f"gap {gap_fill:.2f} s reonset {reonset:.2f}: "
+              f"gap {gap_fill:.2f} s reonset {reonset:.2f} blank {blank_offset:.1f}: "
+              f"length ratio {n_est / max(n_ref, 1):.3f} "
               f"note-onset F1 {mean.note_onset.f1:.4f} "
               f"note-offset F1 {mean.note_offset.f1:.4f} frame F1 {mean.frame.f1:.4f}", flush=True)
     best, best_f1 = max(rows, key=lambda row: row[1])[:2]
     chosen = {"note_start": best.note_start, "onset_threshold": best.onset_threshold,
               "frame_threshold": best.frame_threshold, "min_duration_s": best.min_duration_s,
-              "gap_fill_s": best.gap_fill_s, "reonset_threshold": best.reonset_threshold}
+              "gap_fill_s": best.gap_fill_s, "reonset_threshold": best.reonset_threshold,
+              "blank_offset": best.blank_offset}
     print(f"best: {chosen} (note-onset F1 {best_f1:.4f} on {len(recordings)} {args.split} recordings "
           f"of {args.dataset})")
     if args.write:

@@ -223,3 +223,18 @@ def test_write_json(tmp_path: Path) -> None:
         write_json(_two_results(), path)
     write_json([], path, overwrite=True)
     assert json.loads(path.read_text()) == {"files": [], "mean": None}
+
+
+def test_token_metrics_count_bags_edits_and_length():
+    from amtcli.evaluation import token_metrics
+
+    ref = [Note(0.0, 1.0, 60), Note(0.0, 1.0, 64), Note(1.0, 2.0, 67), Note(12.0, 13.0, 72)]
+    assert token_metrics(ref, ref) == {"token_f1": 1.0, "token_error_rate": 0.0, "length_ratio": 1.0}
+    est = [Note(0.0, 1.0, 60), Note(1.0, 2.0, 67), Note(1.5, 2.0, 69), Note(12.0, 13.0, 72)]
+    scores = token_metrics(ref, est)
+    assert scores["token_f1"] == pytest.approx(0.75)          # 3 of 4 on both sides
+    assert scores["token_error_rate"] == pytest.approx(2 / 4)  # delete 64, insert 69
+    assert scores["length_ratio"] == 1.0
+    # A token in the wrong 10 s segment does not match.
+    assert token_metrics([Note(1.0, 2.0, 60)], [Note(11.0, 12.0, 60)])["token_f1"] == 0.0
+    assert token_metrics([], [])["length_ratio"] == 1.0

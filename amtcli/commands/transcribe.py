@@ -1,7 +1,11 @@
 """``amtcli transcribe``: files and folders in, MIDI / CSV / PNG out.
 
 Every input is handled on its own: a bad file is reported in one line and the
-batch goes on; the exit code is 1 if any file failed.
+batch goes on; the exit code is 1 if any file failed. ``--jobs`` threads decode and
+resample the next files while the model runs, and windows from several files share
+model batches (:mod:`amtcli.batching`). Outputs are written with a temporary file
+and a rename, so an interrupted run leaves finished files complete and nothing
+half-written; ``--skip-existing`` resumes it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ class TranscribeRequest:
     skip_existing: bool
     onset_threshold: float | None
     frame_threshold: float | None
+    beam_width: int | None = None
+    jobs: int = 1
+    batch_windows: int = 8
+    attention_png: Path | None = None
 
 
 def collect_inputs(inputs: tuple[Path, ...], recursive: bool) -> list[tuple[Path, Path | None]]:
@@ -49,11 +57,37 @@ def collect_inputs(inputs: tuple[Path, ...], recursive: bool) -> list[tuple[Path
     return found
 
 
+def _prefetch(items: list, sample_rate: int, jobs: int):
+    """Yield ``(index, Audio | AmtError)`` in order, loading up to ``jobs`` files ahead in threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from amtcli.audio import load_audio
+
+    def load(path: Path):
+        try:
+            return load_audio(path, sample_rate)
+        except AmtError as exc:
+            return exc
+
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="amtcli-load")
+    try:
+        pending = []
+        for index, (path, _targets) in enumerate(items):
+            pending.append((index, pool.submit(load, path)))
+            if len(pending) > jobs:
+                first, future = pending.pop(0)
+                yield first, future.result()
+        for index, future in pending:
+            yield index, future.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def run_transcribe(request: TranscribeRequest, console) -> int:
     """Transcribe every input; print one line per file and a summary. Returns the exit code."""
-    from amtcli.audio import load_audio
+    from amtcli.batching import transcribe_stream
     from amtcli.checkpoint import load_checkpoint
-    from amtcli.inference import pick_device, transcribe
+    from amtcli.inference import pick_device
     from amtcli.registry import resolve_model
     from amtcli.writers.naming import output_is_file, output_paths, write_outputs
 
@@ -62,40 +96,123 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
         raise ConfigError("no audio files found in the given inputs (wav, flac, ogg, mp3)")
     if request.output is not None and output_is_file(request.output) and len(files) > 1:
         raise ConfigError(f"-o {request.output} names one file but there are {len(files)} inputs; use -o DIR")
+    if request.jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {request.jobs}")
+    if request.attention_png is not None and request.attention_png.exists() and not request.attention_png.is_dir():
+        raise ConfigError(f"--attention-png {request.attention_png} is a file; give a folder")
     device = pick_device(request.device)
     name, folder = resolve_model(request.model)
     model = load_checkpoint(folder, device, name=name)
-    overrides = {"onset_threshold": request.onset_threshold, "frame_threshold": request.frame_threshold}
+    overrides = {"onset_threshold": request.onset_threshold, "frame_threshold": request.frame_threshold,
+                 "beam_width": request.beam_width}
     options = replace(model.decode, **{k: v for k, v in overrides.items() if v is not None})
+    if request.attention_png is not None and getattr(model.module, "OUTPUT", "") != "tokens":
+        raise ConfigError(f"--attention-png needs a seq2seq model; {request.model!r} has no attention")
 
-    failures = 0
-    total_audio_s = 0.0
-    total_notes = 0
-    started = time.monotonic()
+    summary = BatchSummary(len(files))
+    todo: list[tuple[Path, dict]] = []
     for path, root in files:
         try:
             targets = output_paths(path, request.formats, request.output, request.output_dir, root)
-            if request.skip_existing and all(p.exists() for p in targets.values()):
-                console.print(f"[dim]skip[/dim] {path} (outputs exist)")
-                continue
-            audio = load_audio(path, model.features.sample_rate)
-            result = transcribe(model, audio, options)
-            written = write_outputs(result, targets, request.overwrite)
         except AmtError as exc:
-            failures += 1
-            console.print(f"[red]error[/red] {exc}", highlight=False)
+            summary.failed += 1
+            console.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
             continue
-        total_audio_s += result.duration_s
-        total_notes += len(result.notes)
-        console.print(
-            f"[green]ok[/green] {path}: {len(result.notes)} notes -> {', '.join(str(p) for p in written)}",
-            highlight=False,
-        )
-    elapsed = time.monotonic() - started
-    if len(files) > 1 or failures:
-        speed = f", {total_audio_s / elapsed:.0f}x real time" if elapsed > 0 and total_audio_s else ""
-        console.print(
-            f"{len(files) - failures}/{len(files)} files, {total_audio_s / 60:.1f} min of audio, "
-            f"{total_notes} notes, {failures} failed, {elapsed:.1f} s{speed}"
-        )
-    return 1 if failures else 0
+        if request.skip_existing and all(p.exists() for p in targets.values()):
+            summary.skipped += 1
+            console.print(f"[dim]skip[/dim] {path} (outputs exist)", soft_wrap=True)
+            continue
+        todo.append((path, targets))
+
+    with _progress(console) as progress:
+        overall = progress.add_task("files", total=len(todo))
+        loaded = _prefetch(todo, model.features.sample_rate, request.jobs)
+        for index, result in transcribe_stream(model, loaded, options, request.batch_windows):
+            path, targets = todo[index]
+            progress.advance(overall)
+            if isinstance(result, AmtError):
+                summary.failed += 1
+                console.print(f"[red]error[/red] {result}", highlight=False, soft_wrap=True)
+                continue
+            try:
+                written = write_outputs(result, targets, request.overwrite)
+            except AmtError as exc:
+                summary.failed += 1
+                console.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
+                continue
+            if request.attention_png is not None:
+                try:
+                    written = written + write_attention_maps(model, path, request.attention_png, request.overwrite)
+                except AmtError as exc:
+                    summary.failed += 1
+                    console.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
+                    continue
+            summary.add(result.duration_s, len(result.notes))
+            console.print(
+                f"[green]ok[/green] {path}: {len(result.notes)} notes -> {', '.join(str(p) for p in written)}",
+                highlight=False, soft_wrap=True,
+            )
+    if len(files) > 1 or summary.failed:
+        summary.print(console)
+    return 1 if summary.failed else 0
+
+
+def write_attention_maps(model, path: Path, folder: Path, overwrite: bool) -> list[Path]:
+    """Decode each window of ``path`` again with attention kept and write
+    ``folder/<stem>.window<NNN>.attention.png`` per window."""
+    import torch
+
+    from amtcli.audio import load_audio
+    from amtcli.inference import window_spec
+    from amtcli.windowing import iter_windows
+    from amtcli.writers.attention import write_attention_png
+
+    audio = load_audio(path, model.features.sample_rate)
+    spec = window_spec(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    seconds_per_position = model.module.config.memory_stride / model.features.frame_rate_hz
+    written = []
+    for index, window in enumerate(iter_windows(audio.samples, spec)):
+        result = model.module.greedy(torch.from_numpy(window[None]).to(model.device), return_attention=True)[0]
+        target = folder / f"{path.stem}.window{index:03d}.attention.png"
+        start_s = index * spec.hop_frames / model.features.frame_rate_hz
+        written.append(write_attention_png(result["attention"], result["tokens"], target, start_s,
+                                           seconds_per_position, overwrite))
+    return written
+
+
+def _progress(console):
+    """An overall progress bar (hidden when the console is not a terminal)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("transcribing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, disable=not console.is_terminal, transient=True)
+
+
+class BatchSummary:
+    """Counts for the table printed after a batch."""
+
+    def __init__(self, n_files: int):
+        self.n_files = n_files
+        self.done = self.failed = self.skipped = self.notes = 0
+        self.audio_s = 0.0
+        self.started = time.monotonic()
+
+    def add(self, audio_s: float, notes: int) -> None:
+        self.done += 1
+        self.audio_s += audio_s
+        self.notes += notes
+
+    def print(self, console) -> None:
+        from rich.table import Table
+
+        elapsed = time.monotonic() - self.started
+        table = Table(title="transcription summary", title_justify="left")
+        for column in ("files", "done", "skipped", "failed", "audio (h)", "notes", "time (s)", "speed (x real time)"):
+            table.add_column(column, justify="right")
+        speed = f"{self.audio_s / elapsed:.0f}" if elapsed > 0 and self.audio_s else "-"
+        table.add_row(str(self.n_files), str(self.done), str(self.skipped), str(self.failed),
+                      f"{self.audio_s / 3600:.3f}", str(self.notes), f"{elapsed:.1f}", speed)
+        console.print(table)
+        console.print(f"{self.done}/{self.n_files} files transcribed, {self.skipped} skipped, {self.failed} failed",
+                      soft_wrap=True)

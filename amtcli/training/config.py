@@ -44,6 +44,8 @@ class OptimConfig:
         lr_schedule: "step" (multiply by ``lr_decay_rate`` every ``lr_decay_every``
             steps) or "plateau" (ReduceLROnPlateau on validation note-onset F1: multiply
             by ``lr_decay_rate`` after ``plateau_patience`` evaluations without a gain).
+        micro_batches: gradient accumulation: each batch is run in this many parts
+            whose gradients add up before the one clipped step.
     """
 
     lr: float = 6e-4
@@ -54,8 +56,11 @@ class OptimConfig:
     lr_decay_every: int = 1000
     lr_decay_rate: float = 0.5
     plateau_patience: int = 2
+    micro_batches: int = 1
 
     def __post_init__(self) -> None:
+        if self.micro_batches < 1:
+            raise ConfigError("micro_batches must be at least 1")
         if self.lr_schedule not in ("step", "plateau"):
             raise ConfigError(f"lr_schedule must be 'step' or 'plateau', got {self.lr_schedule!r}")
 

@@ -55,18 +55,20 @@ class CropSampler:
     Recordings are chosen with probability proportional to their length. With
     ``augment_config``, each crop is augmented and pitch-shifted crops get their
     labels shifted to match. ``reattack_gap_frames`` is passed to
-    :func:`~amtcli.training.targets.frame_targets`.
+    :func:`~amtcli.training.targets.frame_targets`; ``note_targets(notes, start_s,
+    duration_s) -> {name: array}`` adds targets made from the crop's notes.
     """
 
     def __init__(self, recordings: list[Recording], features: FeatureSpec, crop_frames: int,
                  rng: np.random.Generator, augment_config: AugmentConfig | None = None,
-                 reattack_gap_frames: int = 0):
+                 reattack_gap_frames: int = 0, note_targets=None):
         self.recordings = recordings
         self.features = features
         self.crop_frames = crop_frames
         self.rng = rng
         self.augment_config = augment_config
         self.reattack_gap_frames = reattack_gap_frames
+        self.note_targets = note_targets
         lengths = np.array([len(r.samples) for r in recordings], dtype=float)
         self.weights = lengths / lengths.sum()
 
@@ -90,6 +92,8 @@ class CropSampler:
             start_s = start_frame / self.features.frame_rate_hz
             targets_now = frame_targets(notes, start_s, self.crop_frames, self.features.frame_rate_hz,
                                         self.reattack_gap_frames)
+            if self.note_targets is not None:
+                targets_now.update(self.note_targets(notes, start_s, self.crop_frames / self.features.frame_rate_hz))
             for key, value in targets_now.items():
                 targets.setdefault(key, []).append(value)
         return audio, {key: np.stack(value) for key, value in targets.items()}

@@ -58,9 +58,17 @@ def validate(loaded: LoadedModel, recordings) -> dict[str, float]:
 
     from amtcli.audio import Audio
     from amtcli.evaluation import evaluate_notes, mean_result
-    from amtcli.inference import decode_chunks, stitched_posteriors
+    from amtcli.inference import decode_chunks, output_kind, stitched_posteriors, transcribe
     from amtcli.options import DecodeOptions
 
+    if output_kind(loaded) == "tokens":
+        best = mean_result([
+            evaluate_notes(list(rec.notes), list(transcribe(loaded, Audio(rec.samples, loaded.features.sample_rate,
+                                                                           rec.name)).notes), name=rec.name)
+            for rec in recordings
+        ])
+        return {"val_onset_f1": best.note_onset.f1, "val_offset_f1": best.note_offset.f1,
+                "val_frame_f1": best.frame.f1}
     posteriors = [
         np.concatenate(list(stitched_posteriors(loaded, Audio(rec.samples, loaded.features.sample_rate, rec.name))))
         for rec in recordings
@@ -138,7 +146,7 @@ def _checkpoint_extra(config: TrainConfig, **values) -> dict:
     return {**values, **({"windowing": dict(config.windowing)} if config.windowing else {})}
 
 
-def _datasets(config: TrainConfig, features, rank: int, rng: np.random.Generator):
+def _datasets(config: TrainConfig, features, rank: int, rng: np.random.Generator, note_targets=None):
     """(crop sampler over the train split, validation recordings; empty except on rank 0)."""
     if not config.data.dataset:
         raise ConfigError("the recipe names no dataset: set [data] dataset or pass --dataset")
@@ -150,7 +158,8 @@ def _datasets(config: TrainConfig, features, rank: int, rng: np.random.Generator
         pairs = split_pairs(dataset, config.data.validation_split)[: config.data.validation_files]
         val_recordings = load_recordings(pairs, features, config.data.validation_max_s)
     augment_config = AugmentConfig() if config.data.augment else None
-    sampler = CropSampler(train_recordings, features, crop_frames, rng, augment_config, config.data.reattack_gap_frames)
+    sampler = CropSampler(train_recordings, features, crop_frames, rng, augment_config, config.data.reattack_gap_frames,
+                          note_targets)
     return sampler, val_recordings
 
 
@@ -222,7 +231,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None)
     features = family.features(config.model)
     loss_fn = family.loss(config.model)
     rng = np.random.default_rng([config.seed, rank])
-    sampler, val_recordings = _datasets(config, features, rank, rng)
+    note_targets = family.note_targets(config.model) if family.note_targets else None
+    sampler, val_recordings = _datasets(config, features, rank, rng, note_targets)
 
     optimizer = torch.optim.Adam(module.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
     scheduler = _scheduler(config, optimizer)
@@ -251,7 +261,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None)
             audio, targets = sampler.batch(config.data.batch_size)
             audio_t = torch.from_numpy(audio).to(device)
             targets_t = {k: torch.from_numpy(v).to(device) for k, v in targets.items()}
-            result = train_step(model, loss_fn, optimizer, audio_t, targets_t, config.optim.clip_grad_norm)
+            result = train_step(model, loss_fn, optimizer, audio_t, targets_t, config.optim.clip_grad_norm,
+                                teacher_forced=family.teacher_forced, micro_batches=config.optim.micro_batches)
             if not plateau:
                 scheduler.step()
             if not result.skipped:

@@ -1,0 +1,161 @@
+"""Note-event tokens for the seq2seq family: codec and a stateful detokenizer.
+
+Vocabulary (``VOCAB_SIZE`` ids)::
+
+    NOTE_ON(p)     p - 21            0 .. 87
+    NOTE_OFF(p)    88 + p - 21       88 .. 175
+    TIME_SHIFT(k)  176 + k - 1       k = 1 .. 100 steps of TIME_STEP_S (10 ms), 1 s at most
+    EOS 276, PAD 277, SOS 278
+
+A window's sequence lists its events in time order; time starts at the window's
+start and only moves forward through TIME_SHIFT tokens (several in a row for gaps
+over 1 s). At one instant NOTE_OFFs come before NOTE_ONs, each group by pitch. A note
+that sounds from before the window contributes only its NOTE_OFF (the model hears it
+ring); one that outlasts the window contributes only its NOTE_ON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from amtcli.types import N_KEYS, PIANO_LOW, Note
+
+TIME_STEP_S = 0.01
+MAX_SHIFT_STEPS = 100
+NOTE_ON_BASE = 0
+NOTE_OFF_BASE = N_KEYS
+SHIFT_BASE = 2 * N_KEYS
+EOS = SHIFT_BASE + MAX_SHIFT_STEPS
+PAD = EOS + 1
+SOS = EOS + 2
+VOCAB_SIZE = SOS + 1
+
+
+def token_kind(token: int) -> str:
+    """"on", "off", "shift", "eos", "pad", "sos" or "invalid"."""
+    if 0 <= token < NOTE_OFF_BASE:
+        return "on"
+    if NOTE_OFF_BASE <= token < SHIFT_BASE:
+        return "off"
+    if SHIFT_BASE <= token < EOS:
+        return "shift"
+    return {EOS: "eos", PAD: "pad", SOS: "sos"}.get(token, "invalid")
+
+
+def encode_window(notes: list[Note], start_s: float, duration_s: float) -> list[int]:
+    """Tokens (ending in EOS) for the events of ``notes`` inside [start_s, start_s + duration_s).
+
+    Event times are rounded to the 10 ms grid relative to ``start_s``; notes outside the
+    88 keys are ignored.
+    """
+    n_steps = int(round(duration_s / TIME_STEP_S))
+    events: list[tuple[int, int, int]] = []  # (step, 0 = off / 1 = on, token)
+    for note in notes:
+        key = note.pitch - PIANO_LOW
+        if not 0 <= key < N_KEYS:
+            continue
+        on = int(round((note.onset_s - start_s) / TIME_STEP_S))
+        off = int(round((note.offset_s - start_s) / TIME_STEP_S))
+        if 0 <= on < n_steps:
+            events.append((on, 1, NOTE_ON_BASE + key))
+        if 0 <= off < n_steps and off > on:
+            events.append((max(off, 0), 0, NOTE_OFF_BASE + key))
+    tokens: list[int] = []
+    now = 0
+    for step, _, token in sorted(events):
+        while step > now:
+            shift = min(step - now, MAX_SHIFT_STEPS)
+            tokens.append(SHIFT_BASE + shift - 1)
+            now += shift
+        tokens.append(token)
+    tokens.append(EOS)
+    return tokens
+
+
+@dataclass
+class DetokenizerStats:
+    """Counts kept in the transcription's stats; decoding never raises on bad tokens.
+
+    Attributes:
+        invalid: tokens that make no sense where they are (NOTE_OFF of a silent pitch,
+            PAD / SOS / unknown ids, anything after EOS is not counted).
+        dropped: well-formed events outside the window's own time range (another
+            window owns them) or a NOTE_ON repeating a carried note within 50 ms.
+    """
+
+    invalid: int = 0
+    dropped: int = 0
+    tokens: int = 0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"invalid_tokens": float(self.invalid), "dropped_tokens": float(self.dropped),
+                "n_tokens": float(self.tokens)}
+
+
+@dataclass
+class Detokenizer:
+    """Token windows -> notes in seconds, across overlapping windows.
+
+    Call :meth:`push` for each window in order with its start time and the span
+    [own_start_s, own_end_s) it is responsible for (the same centre crop the frame
+    stitcher keeps); events outside that span are dropped because a neighbouring
+    window reports them. Notes still sounding at the end of a window are carried into
+    the next, which ends them with its NOTE_OFF. :meth:`finish` closes what is left.
+    """
+
+    default_velocity: int = 80
+    duplicate_tolerance_s: float = 0.05
+    stats: DetokenizerStats = field(default_factory=DetokenizerStats)
+    _open: dict[int, tuple[float, int]] = field(default_factory=dict)
+    _notes: list[Note] = field(default_factory=list)
+
+    def push(self, tokens: list[int], start_s: float, own_start_s: float, own_end_s: float,
+             velocities: list[int] | None = None) -> list[Note]:
+        """Consume one window's tokens; return the notes that ended in it."""
+        step = 0
+        for index, token in enumerate(tokens):
+            token = int(token)
+            kind = token_kind(token)
+            if kind == "eos":
+                break
+            self.stats.tokens += 1
+            if kind == "shift":
+                step += token - SHIFT_BASE + 1
+                continue
+            if kind not in ("on", "off"):
+                self.stats.invalid += 1
+                continue
+            time_s = start_s + step * TIME_STEP_S
+            if not own_start_s <= time_s < own_end_s:
+                self.stats.dropped += 1
+                continue
+            pitch = PIANO_LOW + (token - (NOTE_ON_BASE if kind == "on" else NOTE_OFF_BASE))
+            if kind == "on":
+                velocity = velocities[index] if velocities is not None else self.default_velocity
+                if pitch in self._open:
+                    onset, _ = self._open[pitch]
+                    if time_s - onset < self.duplicate_tolerance_s:
+                        self.stats.dropped += 1
+                        continue
+                    self._close(pitch, time_s)
+                self._open[pitch] = (time_s, velocity)
+            elif pitch in self._open:
+                self._close(pitch, time_s)
+            else:
+                self.stats.invalid += 1
+        return self.take()
+
+    def _close(self, pitch: int, end_s: float) -> None:
+        onset, velocity = self._open.pop(pitch)
+        if end_s > onset:
+            self._notes.append(Note(onset, end_s, pitch, velocity))
+
+    def finish(self, end_s: float) -> list[Note]:
+        """Close every note still sounding at ``end_s`` (the recording's end)."""
+        for pitch in list(self._open):
+            self._close(pitch, max(end_s, self._open[pitch][0] + TIME_STEP_S))
+        return self.take()
+
+    def take(self) -> list[Note]:
+        notes, self._notes = sorted(self._notes), []
+        return notes

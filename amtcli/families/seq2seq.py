@@ -1,0 +1,285 @@
+"""Seq2seq family (``seq2seq``): CNN + BiLSTM encoder, attention LSTM decoder over
+note-event tokens (:mod:`amtcli.decoding.tokens`).
+
+After the Seq2Seq model of the "CTC vs. Seq2Seq" study:
+
+* encoder: the conv stack of ``onf`` over a 128-bin log-mel, then a BiLSTM; every
+  window comes with its length in frames and a padding mask;
+* decoder: an LSTM cell with additive (Bahdanau) attention and input feeding: the
+  input at step t is [emb(y_{t-1}); c_{t-1}], logits come from [h_t; c_t];
+  attention energies are computed in float32 and padded frames are filled with -1e4
+  before the softmax;
+* loss: cross-entropy with per-class weights (NOTE_ON, NOTE_OFF, TIME_SHIFT, EOS
+  differ in frequency by an order of magnitude), teacher forcing;
+* decoding: greedy or beam search, stopping at EOS, at ``max_decode_tokens`` or when
+  the output starts looping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from amtcli.decoding.tokens import (EOS, NOTE_OFF_BASE, PAD, SHIFT_BASE, SOS, VOCAB_SIZE, encode_window)
+from amtcli.families.onsets_frames import ConvStack
+from amtcli.features import build_frontend
+from amtcli.options import FeatureSpec
+
+FAMILY = "seq2seq"
+MASKED_ENERGY = -1e4
+
+
+@dataclass(frozen=True)
+class Seq2SeqConfig:
+    """Hyperparameters of :class:`Seq2SeqTranscriber`.
+
+    Attributes:
+        features: input spectrum (128-bin log-mel).
+        conv_channels, model_dim: encoder conv stack (as ``onf``).
+        encoder_units: BiLSTM units per direction.
+        memory_stride: frames averaged into one attention position (2: 25 per second).
+        decoder_units: decoder LSTM units; also the attention size.
+        embedding_dim: token embedding size.
+        max_target_tokens: training sequences are cut to this many tokens (EOS kept).
+        max_decode_tokens: length cap when decoding one 10 s window.
+        weight_on, weight_off, weight_shift, weight_eos: cross-entropy class weights.
+    """
+
+    features: FeatureSpec = FeatureSpec(n_bins=128)
+    conv_channels: int = 16
+    model_dim: int = 192
+    encoder_units: int = 96
+    memory_stride: int = 2
+    decoder_units: int = 128
+    embedding_dim: int = 64
+    max_target_tokens: int = 400
+    max_decode_tokens: int = 1000
+    weight_on: float = 2.0
+    weight_off: float = 1.0
+    weight_shift: float = 0.5
+    weight_eos: float = 2.0
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["features"] = self.features.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Seq2SeqConfig":
+        data = dict(data)
+        data["features"] = FeatureSpec.from_dict(data.get("features", {"n_bins": 128}))
+        return cls(**data)
+
+    def class_weights(self) -> torch.Tensor:
+        """(VOCAB_SIZE,) cross-entropy weights; PAD and SOS weigh 0."""
+        weights = torch.zeros(VOCAB_SIZE)
+        weights[:NOTE_OFF_BASE] = self.weight_on
+        weights[NOTE_OFF_BASE:SHIFT_BASE] = self.weight_off
+        weights[SHIFT_BASE:EOS] = self.weight_shift
+        weights[EOS] = self.weight_eos
+        return weights
+
+
+class Seq2SeqTranscriber(nn.Module):
+    """Audio windows -> note-event tokens.
+
+    ``forward(audio, tokens)`` is the teacher-forced pass used in training: audio
+    (batch, n_samples), target tokens (batch, n_tokens) ending in EOS and padded with
+    PAD; returns ``{"logits": (batch, n_tokens, VOCAB_SIZE), "tokens": targets}``.
+    """
+
+    OUTPUT = "tokens"
+    CHANNELS: tuple[str, ...] = ()
+
+    def __init__(self, config: Seq2SeqConfig):
+        super().__init__()
+        self.config = config
+        spec = config.features
+        self.frontend = build_frontend(spec)
+        self.norm = nn.BatchNorm1d(spec.n_bins)
+        self.acoustic = ConvStack(spec.n_bins, config.conv_channels, config.model_dim)
+        self.encoder = nn.LSTM(config.model_dim, config.encoder_units, batch_first=True, bidirectional=True)
+        memory = 2 * config.encoder_units
+        units = config.decoder_units
+        self.embed = nn.Embedding(VOCAB_SIZE, config.embedding_dim, padding_idx=PAD)
+        self.cell = nn.LSTMCell(config.embedding_dim + memory, units)
+        self.attn_memory = nn.Linear(memory, units, bias=False)
+        self.attn_query = nn.Linear(units, units)
+        self.attn_v = nn.Linear(units, 1, bias=False)
+        self.out = nn.Sequential(nn.Linear(units + memory, units), nn.Tanh(), nn.Linear(units, VOCAB_SIZE))
+        self.register_buffer("class_weights", config.class_weights(), persistent=False)
+
+    # --- encoder -------------------------------------------------------------------------
+    def encode(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio (batch, n_samples) -> memory (batch, n_positions, 2 * encoder_units) and
+        mask (batch, n_positions), True on real positions. A position averages
+        ``memory_stride`` frames; ``lengths`` are in frames (all frames by default)."""
+        spec = self.frontend(audio)
+        spec = self.norm(spec.transpose(1, 2)).transpose(1, 2)
+        stride = self.config.memory_stride
+        acoustic = self.acoustic(spec)
+        if stride > 1:
+            acoustic = nn.functional.avg_pool1d(acoustic.transpose(1, 2), stride, stride, ceil_mode=True).transpose(1, 2)
+        memory = self.encoder(acoustic)[0]
+        n_positions = memory.shape[1]
+        if lengths is None:
+            lengths = torch.full((memory.shape[0],), spec.shape[1], device=memory.device)
+        positions = (lengths + stride - 1) // stride
+        mask = torch.arange(n_positions, device=memory.device)[None, :] < positions[:, None]
+        return memory, mask
+
+    # --- decoder -------------------------------------------------------------------------
+    def _attend(self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor,
+                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bahdanau attention: (batch, units) query -> context (batch, memory) and weights (batch, n_frames)."""
+        energy = self.attn_v(torch.tanh(keys.float() + self.attn_query(query).float()[:, None, :])).squeeze(-1)
+        energy = energy.masked_fill(~mask, MASKED_ENERGY)
+        weights = torch.softmax(energy, dim=-1)
+        context = torch.bmm(weights[:, None, :].to(memory.dtype), memory).squeeze(1)
+        return context, weights
+
+    def _start(self, memory: torch.Tensor):
+        batch = memory.shape[0]
+        zeros = memory.new_zeros(batch, self.config.decoder_units)
+        return (zeros, zeros.clone()), memory.new_zeros(batch, memory.shape[-1])
+
+    def _step(self, previous: torch.Tensor, state, context, keys, memory, mask):
+        """One decoder step with input feeding; returns (logits, state, context, weights)."""
+        h, c = self.cell(torch.cat([self.embed(previous), context], dim=-1), state)
+        context, weights = self._attend(h, keys, memory, mask)
+        logits = self.out(torch.cat([h, context], dim=-1))
+        return logits, (h, c), context, weights
+
+    def forward(self, audio: torch.Tensor, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        n_tokens = int((tokens != PAD).sum(dim=1).max()) if tokens.numel() else 0
+        tokens = tokens[:, : max(n_tokens, 1)]
+        memory, mask = self.encode(audio)
+        keys = self.attn_memory(memory)
+        state, context = self._start(memory)
+        previous = torch.full((tokens.shape[0],), SOS, dtype=torch.long, device=tokens.device)
+        logits = []
+        for t in range(tokens.shape[1]):
+            step_logits, state, context, _ = self._step(previous, state, context, keys, memory, mask)
+            logits.append(step_logits)
+            previous = tokens[:, t]
+        return {"logits": torch.stack(logits, dim=1), "tokens": tokens}
+
+    #: Stop reasons, coded in the last column of :meth:`decode_windows`.
+    STOP_CODES = ("eos", "length", "loop")
+
+    @torch.no_grad()
+    def decode_windows(self, audio: torch.Tensor, beam_width: int = 1) -> np.ndarray:
+        """Audio windows (batch, n_samples) -> (batch, max_decode_tokens + 1) int64: each
+        window's tokens padded with PAD, then its stop reason as an index of STOP_CODES."""
+        decoded = self.greedy(audio) if beam_width <= 1 else self.beam(audio, beam_width)
+        out = np.full((len(decoded), self.config.max_decode_tokens + 1), PAD, dtype=np.int64)
+        for i, result in enumerate(decoded):
+            out[i, : len(result["tokens"])] = result["tokens"]
+            out[i, -1] = self.STOP_CODES.index(result["stopped"])
+        return out
+
+    @torch.no_grad()
+    def greedy(self, audio: torch.Tensor, return_attention: bool = False) -> list[dict]:
+        """Decode each window: ``[{"tokens": list[int], "stopped": "eos"|"length"|"loop",
+        "attention": (n_tokens, n_frames) array if asked}]``."""
+        memory, mask = self.encode(audio)
+        keys = self.attn_memory(memory)
+        state, context = self._start(memory)
+        batch = memory.shape[0]
+        previous = torch.full((batch,), SOS, dtype=torch.long, device=memory.device)
+        outputs: list[list[int]] = [[] for _ in range(batch)]
+        attention: list[list[np.ndarray]] = [[] for _ in range(batch)]
+        stopped: list[str | None] = [None] * batch
+        for _ in range(self.config.max_decode_tokens):
+            logits, state, context, weights = self._step(previous, state, context, keys, memory, mask)
+            previous = logits.argmax(dim=-1)
+            for i, token in enumerate(previous.tolist()):
+                if stopped[i] is not None:
+                    continue
+                if token == EOS:
+                    stopped[i] = "eos"
+                    continue
+                outputs[i].append(token)
+                if return_attention:
+                    attention[i].append(weights[i].float().cpu().numpy())
+                if is_looping(outputs[i]):
+                    stopped[i] = "loop"
+            if all(s is not None for s in stopped):
+                break
+        results = []
+        for i in range(batch):
+            result = {"tokens": outputs[i], "stopped": stopped[i] or "length"}
+            if return_attention:
+                result["attention"] = np.array(attention[i]).reshape(len(attention[i]), memory.shape[1])
+            results.append(result)
+        return results
+
+    @torch.no_grad()
+    def beam(self, audio: torch.Tensor, width: int = 4) -> list[dict]:
+        """Beam search per window (length-normalised log-probability), same result format
+        as :meth:`greedy` without attention."""
+        results = []
+        for i in range(audio.shape[0]):
+            memory, mask = self.encode(audio[i : i + 1])
+            keys = self.attn_memory(memory)
+            state, context = self._start(memory)
+            beams = [(0.0, [], state, context, "")]          # (log p, tokens, state, context, stop reason)
+            for _ in range(self.config.max_decode_tokens):
+                live = [b for b in beams if not b[4]]
+                if not live:
+                    break
+                candidates = [b for b in beams if b[4]]
+                prev = torch.tensor([b[1][-1] if b[1] else SOS for b in live], dtype=torch.long)
+                h = torch.cat([b[2][0] for b in live]); c = torch.cat([b[2][1] for b in live])
+                ctx = torch.cat([b[3] for b in live])
+                n = len(live)
+                logits, (h, c), ctx, _ = self._step(prev, (h, c), ctx, keys.expand(n, -1, -1),
+                                                    memory.expand(n, -1, -1), mask.expand(n, -1))
+                log_probs = torch.log_softmax(logits.float(), dim=-1)
+                top = log_probs.topk(width, dim=-1)
+                for j, (score, tokens, _, _, _) in enumerate(live):
+                    for lp, token in zip(top.values[j].tolist(), top.indices[j].tolist()):
+                        new_tokens = tokens + ([token] if token != EOS else [])
+                        reason = "eos" if token == EOS else ("loop" if is_looping(new_tokens) else "")
+                        candidates.append((score + lp, new_tokens, (h[j : j + 1], c[j : j + 1]), ctx[j : j + 1], reason))
+                beams = sorted(candidates, key=lambda b: -b[0] / max(len(b[1]), 1))[:width]
+            best = max(beams, key=lambda b: b[0] / max(len(b[1]), 1))
+            results.append({"tokens": best[1], "stopped": best[4] or "length"})
+        return results
+
+
+def is_looping(tokens: list[int], max_period: int = 8, repeats: int = 4) -> bool:
+    """True when the last ``repeats`` blocks of some period <= ``max_period`` are identical
+    and contain a note event (a decoder stuck in a cycle)."""
+    for period in range(1, max_period + 1):
+        span = period * repeats
+        if len(tokens) < span:
+            break
+        tail = tokens[-span:]
+        block = tail[-period:]
+        if all(tail[k * period : (k + 1) * period] == block for k in range(repeats)) and \
+                any(t < SHIFT_BASE for t in block):
+            return True
+    return False
+
+
+def window_token_targets(notes, start_s: float, duration_s: float, max_tokens: int) -> np.ndarray:
+    """(max_tokens,) int64: the window's tokens (cut to ``max_tokens - 1`` + EOS), PAD after."""
+    tokens = encode_window(notes, start_s, duration_s)
+    if len(tokens) > max_tokens:
+        tokens = tokens[: max_tokens - 1] + [EOS]
+    out = np.full(max_tokens, PAD, dtype=np.int64)
+    out[: len(tokens)] = tokens
+    return out
+
+
+def seq2seq_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
+                 class_weights: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Class-weighted token cross-entropy (PAD ignored), mean over weighted tokens."""
+    logits, tokens = outputs["logits"], outputs["tokens"]
+    loss = nn.functional.cross_entropy(logits.reshape(-1, VOCAB_SIZE).float(), tokens.reshape(-1),
+                                       weight=class_weights.to(logits.device), ignore_index=PAD)
+    return {"tokens": loss}

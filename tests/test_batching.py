@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+import torch
+
+from amtcli.audio import Audio
+from amtcli.batching import transcribe_stream
+from amtcli.checkpoint import load_checkpoint, save_checkpoint
+from amtcli.errors import AudioError
+from amtcli.families.framewise_cnn import FramewiseCNN, FramewiseCNNConfig
+from amtcli.inference import transcribe
+from amtcli.options import DecodeOptions, FeatureSpec
+
+
+@pytest.fixture(scope="module")
+def sensitive_model(tmp_path_factory):
+    """A random CNN with a low threshold, so noise gives plenty of notes to compare."""
+    torch.manual_seed(0)
+    config = FramewiseCNNConfig(features=FeatureSpec(n_bins=64), stem_channels=4, model_dim=16, blocks=1)
+    folder = tmp_path_factory.mktemp("ck")
+    save_checkpoint(folder, "cnn", config.to_dict(), FramewiseCNN(config))
+    return load_checkpoint(folder)
+
+
+def noise(seconds: float, seed: int) -> Audio:
+    samples = np.random.default_rng(seed).normal(0, 0.2, int(16000 * seconds)).astype(np.float32)
+    return Audio(samples, 16000, f"noise{seed}")
+
+
+@pytest.mark.parametrize("batch_windows", [1, 3, 8])
+def test_cross_file_batches_give_the_same_notes_as_one_file_at_a_time(sensitive_model, batch_windows):
+    options = DecodeOptions(frame_threshold=0.52, min_duration_s=0.0)
+    audios = [noise(s, i) for i, s in enumerate([3.0, 23.0, 0.01, 11.0, 7.5])]
+    alone = [transcribe(sensitive_model, a, options) for a in audios]
+    assert sum(len(t.notes) for t in alone) > 20
+    batched = list(transcribe_stream(sensitive_model, [(i, a) for i, a in enumerate(audios)], options, batch_windows))
+    assert [key for key, _ in batched] == [0, 1, 2, 3, 4]
+    for (_, together), single in zip(batched, alone):
+        assert together.notes == single.notes
+        assert together.duration_s == single.duration_s and together.stats == single.stats
+
+
+def test_load_errors_pass_through_and_the_rest_go_on(sensitive_model):
+    error = AudioError("bad.wav: not audio")
+    items = [("a", noise(2.0, 1)), ("bad", error), ("b", noise(12.0, 2)), ("wrong-rate", Audio(np.zeros(100, np.float32), 8000))]
+    results = dict(transcribe_stream(sensitive_model, items))
+    assert results["bad"] is error
+    assert "8000 Hz" in str(results["wrong-rate"])
+    assert results["a"].duration_s == 2.0 and results["b"].duration_s == 12.0

@@ -1,0 +1,121 @@
+import numpy as np
+import pytest
+import torch
+
+from amtcli.audio import Audio
+from amtcli.checkpoint import get_family, load_checkpoint, save_checkpoint
+from amtcli.decoding.tokens import PAD, SHIFT_BASE, VOCAB_SIZE, encode_window
+from amtcli.families.seq2seq import Seq2SeqConfig, Seq2SeqTranscriber, is_looping
+from amtcli.inference import transcribe
+from amtcli.options import DecodeOptions, FeatureSpec
+from amtcli.training.steps import train_step
+from amtcli.types import Note
+
+SMALL = Seq2SeqConfig(features=FeatureSpec(n_bins=64), conv_channels=4, model_dim=16, encoder_units=8,
+                      decoder_units=16, embedding_dim=8, max_target_tokens=40, max_decode_tokens=30)
+
+
+def tone_batch():
+    t = np.arange(16000) / 16000
+    audio = np.zeros(16000, dtype=np.float32)
+    audio[3200:11200] = 0.5 * np.sin(2 * np.pi * 440 * t[3200:11200])
+    notes = [Note(0.2, 0.7, 69)]
+    tokens = get_family("seq2seq").note_targets(SMALL.to_dict())(notes, 0.0, 1.0)["tokens"]
+    return torch.from_numpy(np.stack([audio, audio])), torch.from_numpy(np.stack([tokens, tokens])), notes
+
+
+def test_teacher_forced_shapes_and_padding_trim():
+    model = Seq2SeqTranscriber(SMALL)
+    audio, tokens, _ = tone_batch()
+    out = model(audio, tokens)
+    n = int((tokens[0] != PAD).sum())
+    assert out["logits"].shape == (2, n, VOCAB_SIZE) and out["tokens"].shape == (2, n)
+
+
+def test_attention_ignores_padded_frames():
+    model = Seq2SeqTranscriber(SMALL).eval()
+    memory, mask = model.encode(torch.randn(1, 16000), lengths=torch.tensor([40]))
+    assert mask.shape == (1, 25)                             # 50 frames, 2 per attention position
+    assert mask[0, :20].all() and not mask[0, 20:].any()
+    keys = model.attn_memory(memory)
+    with torch.no_grad():
+        _, weights = model._attend(torch.randn(1, SMALL.decoder_units), keys, memory, mask)
+    assert weights.dtype == torch.float32
+    assert float(weights[0, 20:].sum()) < 1e-6 and float(weights[0].sum()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_training_steps_teach_it_one_note_then_greedy_and_beam_decode_it():
+    torch.manual_seed(0)
+    model = Seq2SeqTranscriber(SMALL)
+    audio, tokens, notes = tone_batch()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    loss = get_family("seq2seq").loss(SMALL.to_dict())
+    first = train_step(model, loss, optimizer, audio, {"tokens": tokens}, 3.0, teacher_forced=True, micro_batches=2)
+    for _ in range(80):
+        last = train_step(model, loss, optimizer, audio, {"tokens": tokens}, 3.0, teacher_forced=True)
+    assert last.total < 0.05 * first.total
+    model.eval()
+    expected = encode_window(notes, 0.0, 1.0)[:-1]
+    greedy = model.greedy(audio[:1], return_attention=True)[0]
+    assert greedy["tokens"] == expected and greedy["stopped"] == "eos"
+    assert greedy["attention"].shape == (len(expected), 25)
+    assert model.beam(audio[:1], width=3)[0]["tokens"] == expected
+    rows = model.decode_windows(audio, beam_width=1)
+    assert rows.shape == (2, SMALL.max_decode_tokens + 1) and rows[0, -1] == 0  # stopped at EOS
+
+
+def test_loops_are_detected():
+    on, shift = 5, SHIFT_BASE
+    assert is_looping([1, 2] + [on, shift] * 4)
+    assert not is_looping([shift] * 20)            # long silences are legal
+    assert not is_looping([on, shift, on + 1, shift, on + 2, shift, on + 3, shift])
+
+
+def test_micro_batches_accumulate_to_the_full_batch_gradient():
+    torch.manual_seed(0)
+    model = Seq2SeqTranscriber(SMALL).eval()  # eval: batch norm uses running stats, so parts match the whole
+    audio, tokens, _ = tone_batch()            # two identical examples: each half's mean is the whole's
+    loss = get_family("seq2seq").loss(SMALL.to_dict())
+    grads = []
+    for parts in (1, 2):
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        train_step(model, loss, optimizer, audio, {"tokens": tokens}, 1e9, teacher_forced=True, micro_batches=parts)
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert grads[0].norm() > 0
+    assert float((grads[0] - grads[1]).norm() / grads[0].norm()) < 1e-3  # a wrong share would be off by 2x
+
+
+def test_transcribe_a_long_file_with_a_random_model_never_crashes(tmp_path):
+    torch.manual_seed(1)
+    model = Seq2SeqTranscriber(SMALL)
+    save_checkpoint(tmp_path / "ck", "seq2seq", SMALL.to_dict(), model)
+    loaded = load_checkpoint(tmp_path / "ck")
+    audio = Audio(np.random.default_rng(0).normal(0, 0.1, 16000 * 23).astype(np.float32), 16000)
+    result = transcribe(loaded, audio, DecodeOptions())
+    assert result.stats["n_windows"] == 4
+    stops = sum(result.stats[f"windows_stopped_{k}"] for k in ("eos", "length", "loop"))
+    assert stops == 4
+    assert all(0 <= n.onset_s < n.offset_s <= 23.0 for n in result.notes)
+    assert {"invalid_tokens", "dropped_tokens", "n_tokens"} <= set(result.stats)
+
+
+def test_attention_png_per_window_and_refused_for_other_families(tmp_path, random_onf_checkpoint):
+    from typer.testing import CliRunner
+
+    import soundfile as sf
+
+    from amtcli.cli import app
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "ck", "seq2seq", SMALL.to_dict(), Seq2SeqTranscriber(SMALL))
+    sf.write(tmp_path / "a.wav", np.random.default_rng(0).normal(0, 0.1, 16000 * 12).astype(np.float32), 16000)
+    runner = CliRunner()
+    result = runner.invoke(app, ["transcribe", str(tmp_path / "a.wav"), "-o", str(tmp_path / "a.csv"),
+                                 "--model", str(tmp_path / "ck"), "--attention-png", str(tmp_path / "att")])
+    assert result.exit_code == 0, result.output
+    pngs = sorted(p.name for p in (tmp_path / "att").iterdir())
+    assert pngs == ["a.window000.attention.png", "a.window001.attention.png"]
+    assert all((tmp_path / "att" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    refused = runner.invoke(app, ["transcribe", str(tmp_path / "a.wav"), "-o", str(tmp_path / "b.csv"),
+                                  "--model", random_onf_checkpoint, "--attention-png", str(tmp_path / "att2")])
+    assert refused.exit_code == 2 and "needs a seq2seq model" in refused.output
