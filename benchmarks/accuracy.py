@@ -1,4 +1,6 @@
-"""Accuracy benchmark: note-onset, note-with-offset and frame F1 per recording and mean.
+"""Accuracy benchmark: note-onset, note-with-offset and frame F1 per recording and mean,
+with the token measures of the "CTC vs. Seq2Seq" study (token F1, token error rate,
+length ratio over onset-ordered pitch tokens) beside them.
 
 Scores one or more models on any of:
   --realdev DIR    folders each holding mix.wav + notes.csv (e.g. ../shared/data/realdev)
@@ -47,11 +49,15 @@ def score(model_name: str, items, threads: int, onset_threshold: float | None, f
     report = score_recordings(model, items, options)
     if report.failed:
         raise SystemExit("; ".join(report.failed))
+    files = [{**r.as_dict(), "tokens": report.tokens[r.name]} for r in report.results]
+    mean = mean_result(report.results).as_dict()
+    mean["tokens"] = {key: sum(f["tokens"][key] for f in files) / len(files) for key in files[0]["tokens"]}
     return {
         "model": name,
+        "family": model.family,
         "decode": vars(options),
-        "files": [r.as_dict() for r in report.results],
-        "mean": mean_result(report.results).as_dict(),
+        "files": files,
+        "mean": mean,
         "audio_s": report.audio_s,
         "transcribe_s": report.transcribe_s,
     }
@@ -62,7 +68,8 @@ def print_table(title: str, report: dict) -> None:
     from rich.table import Table
 
     table = Table(title=f"{title} - {report['model']}")
-    for column in ("item", "onset P", "onset R", "onset F1", "onset+offset F1", "frame F1", "ref", "est"):
+    for column in ("item", "onset P", "onset R", "onset F1", "onset+offset F1", "frame F1", "ref", "est",
+                   "token F1", "TER", "length ratio"):
         table.add_column(column, justify="left" if column == "item" else "right")
     for row in report["files"] + [report["mean"]]:
         table.add_row(
@@ -74,6 +81,9 @@ def print_table(title: str, report: dict) -> None:
             f"{row['frame']['f1']:.3f}",
             str(row["n_ref"]),
             str(row["n_est"]),
+            f"{row['tokens']['token_f1']:.3f}",
+            f"{row['tokens']['token_error_rate']:.3f}",
+            f"{row['tokens']['length_ratio']:.3f}",
         )
     Console().print(table)
     print(f"{report['audio_s']:.1f} s of audio transcribed in {report['transcribe_s']:.1f} s "

@@ -33,6 +33,8 @@ class ScoreReport:
         failed: one line per pair that could not be scored (a malformed file).
         audio_s, transcribe_s: seconds of audio transcribed and seconds spent in
             ``transcribe`` (model and decoding, no I/O), when a model was run.
+        tokens: name -> token measures of the "CTC vs. Seq2Seq" study
+            (:func:`amtcli.evaluation.token_metrics`), when a model was run.
     """
 
     results: list[EvalResult]
@@ -40,6 +42,7 @@ class ScoreReport:
     failed: list[str] = field(default_factory=list)
     audio_s: float = 0.0
     transcribe_s: float = 0.0
+    tokens: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _note_files(folder: Path) -> dict[str, Path]:
@@ -112,12 +115,12 @@ def score_recordings(model, items: list[tuple[str, Path, Path]], options=None, b
     import time
 
     from amtcli.audio import load_audio
-    from amtcli.evaluation import evaluate_notes
+    from amtcli.evaluation import evaluate_notes, token_metrics
     from amtcli.inference import transcribe
     from amtcli.references import load_notes
     from amtcli.writers.pianoroll import write_pianoroll
 
-    results, failed, audio_s, transcribe_s = [], [], 0.0, 0.0
+    results, failed, audio_s, transcribe_s, tokens = [], [], 0.0, 0.0, {}
     for index, (name, audio_path, label_path) in enumerate(items, start=1):
         try:
             reference = load_notes(label_path)
@@ -127,6 +130,7 @@ def score_recordings(model, items: list[tuple[str, Path, Path]], options=None, b
             transcribe_s += time.perf_counter() - started
             audio_s += audio.duration_s
             results.append(evaluate_notes(reference, list(estimate.notes), name=name, by_instrument=by_instrument))
+            tokens[name] = token_metrics(reference, list(estimate.notes))
             if png_dir is not None:
                 write_pianoroll(estimate, png_dir / f"{name}.png", reference=reference, overwrite=overwrite)
         except AmtError as exc:
@@ -134,7 +138,7 @@ def score_recordings(model, items: list[tuple[str, Path, Path]], options=None, b
         if console is not None:
             console.print(f"scored {index}/{len(items)}: {name}", highlight=False)
     return ScoreReport(results=sorted(results, key=lambda r: r.name), failed=failed, audio_s=audio_s,
-                       transcribe_s=transcribe_s)
+                       transcribe_s=transcribe_s, tokens=tokens)
 
 
 def score_model(model_name: str, dataset: Path, split: str, device: str = "auto", by_instrument: bool = False,
