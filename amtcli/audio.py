@@ -2,7 +2,8 @@
 channel count, int or float; mixed to mono and resampled with soxr.
 
 Reading is done block by block so that a long multichannel file at a high rate is
-never held in memory at its original size.
+never held in memory at its original size; :class:`AudioStream` hands the blocks
+on as they come, so transcription holds only a window's worth of audio.
 """
 
 from __future__ import annotations
@@ -38,52 +39,78 @@ class Audio:
         return len(self.samples) / self.sample_rate
 
 
+class AudioStream:
+    """An audio file opened for streaming: mono float32 blocks at ``sample_rate``.
+
+    Opening checks what can be checked without decoding (missing file, directory,
+    empty file, undecodable header, no samples); :meth:`blocks` then reads the file
+    once, block by block, mixing to mono and resampling with a streaming soxr
+    resampler, so memory does not grow with the length of the recording. Decoding
+    problems found on the way (corrupt data, NaN or infinite samples) raise AudioError.
+    """
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int):
+        import soundfile as sf
+
+        path = Path(path)
+        if not path.exists():
+            raise AudioError(f"{path}: no such file")
+        if path.is_dir():
+            raise AudioError(f"{path}: is a directory, not an audio file")
+        if path.stat().st_size == 0:
+            raise AudioError(f"{path}: file is empty (0 bytes)")
+        try:
+            with sf.SoundFile(str(path)) as handle:
+                frames, self.source_rate = handle.frames, int(handle.samplerate)
+        except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+            raise AudioError(f"{path}: cannot decode audio ({_reason(exc)}); use wav, flac, ogg or mp3") from None
+        if frames == 0:
+            raise AudioError(f"{path}: contains no audio samples")
+        self.path = path
+        self.source = str(path)
+        self.sample_rate = sample_rate
+        self.n_samples = 0  #: Samples delivered so far (the length, once blocks() is exhausted).
+
+    def blocks(self):
+        """Yield mono float32 blocks at ``sample_rate``; raises AudioError on bad data."""
+        import soundfile as sf
+        import soxr
+
+        path = self.path
+        resampler = None
+        if self.source_rate != self.sample_rate:
+            resampler = soxr.ResampleStream(self.source_rate, self.sample_rate, 1, dtype="float32", quality="HQ")
+        try:
+            with sf.SoundFile(str(path)) as handle:
+                while True:
+                    block = handle.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                    last = block.shape[0] < _BLOCK_FRAMES
+                    mono = block.mean(axis=1, dtype=np.float32)
+                    if not np.isfinite(mono).all():
+                        raise AudioError(f"{path}: contains NaN or infinite samples")
+                    if resampler is not None:
+                        mono = resampler.resample_chunk(mono, last=last)
+                    if mono.size:
+                        self.n_samples += mono.size
+                        yield np.ascontiguousarray(mono, dtype=np.float32)
+                    if last:
+                        break
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(f"{path}: corrupt audio ({_reason(exc)})") from None
+        if self.n_samples == 0:
+            raise AudioError(f"{path}: contains no audio samples after resampling")
+
+
 def load_audio(path: str | os.PathLike, sample_rate: int) -> Audio:
-    """Read ``path``, mix to mono and resample to ``sample_rate`` Hz.
+    """Read ``path`` whole, mixed to mono and resampled to ``sample_rate`` Hz.
 
     Raises AudioError with a one-line message for a missing file, a directory, an
-    empty file, an undecodable or corrupt file, and non-finite samples. Silence is valid.
+    empty file, an undecodable or corrupt file, and non-finite samples. Silence is
+    valid. (Transcription streams instead: :class:`AudioStream`.)
     """
-    import soundfile as sf
-    import soxr
-
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: file is empty (0 bytes)")
-    try:
-        handle = sf.SoundFile(str(path))
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioError(f"{path}: cannot decode audio ({_reason(exc)}); use wav, flac, ogg or mp3") from None
-    chunks: list[np.ndarray] = []
-    with handle:
-        if handle.frames == 0:
-            raise AudioError(f"{path}: contains no audio samples")
-        source_rate = int(handle.samplerate)
-        resampler = None
-        if source_rate != sample_rate:
-            resampler = soxr.ResampleStream(source_rate, sample_rate, 1, dtype="float32", quality="HQ")
-        try:
-            while True:
-                block = handle.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
-                last = block.shape[0] < _BLOCK_FRAMES
-                mono = block.mean(axis=1, dtype=np.float32)
-                if not np.isfinite(mono).all():
-                    raise AudioError(f"{path}: contains NaN or infinite samples")
-                if resampler is not None:
-                    mono = resampler.resample_chunk(mono, last=last)
-                chunks.append(np.ascontiguousarray(mono, dtype=np.float32))
-                if last:
-                    break
-        except sf.LibsndfileError as exc:
-            raise AudioError(f"{path}: corrupt audio ({_reason(exc)})") from None
-    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    if samples.size == 0:
-        raise AudioError(f"{path}: contains no audio samples after resampling")
-    return Audio(samples=samples, sample_rate=sample_rate, source=str(path))
+    stream = AudioStream(path, sample_rate)
+    chunks = list(stream.blocks())
+    return Audio(samples=np.concatenate(chunks), sample_rate=sample_rate, source=stream.source)
 
 
 def audio_from_array(samples: np.ndarray, sample_rate: int, target_rate: int) -> Audio:

@@ -95,12 +95,11 @@ class ChunkDecoder:
     :class:`~amtcli.decoding.tokens.Detokenizer`. ``stats`` holds token counts.
     """
 
-    def __init__(self, model: LoadedModel, options: DecodeOptions, duration_s: float | None = None):
+    def __init__(self, model: LoadedModel, options: DecodeOptions):
         rate = model.features.frame_rate_hz
         self.frame_rate_hz = rate
         self.kind = output_kind(model)
         self.is_ctc = self.kind == "ctc"
-        self.duration_s = duration_s
         if self.kind == "tokens":
             from amtcli.decoding.tokens import Detokenizer
 
@@ -149,9 +148,10 @@ class ChunkDecoder:
         velocity = chunk[..., self._velocity_at] if self._velocity_at is not None else None
         return self._decoder.push(chunk[..., self._frame_at], onsets, velocity)
 
-    def finish(self) -> list:
+    def finish(self, duration_s: float = 0.0) -> list:
+        """Flush; ``duration_s`` (the recording's length) ends seq2seq notes still sounding."""
         if self.kind == "tokens":
-            return self._decoder.finish(self.duration_s or 0.0)
+            return self._decoder.finish(duration_s)
         return self._decoder.finish()
 
 
@@ -166,12 +166,13 @@ def decode_chunks(model: LoadedModel, chunks, options: DecodeOptions) -> list:
     return sorted(notes)
 
 
-def finish_transcription(model: LoadedModel, audio: Audio, notes: list, n_windows: int,
+def finish_transcription(model: LoadedModel, source: str, duration_s: float, notes: list, n_windows: int,
                          extra_stats: dict[str, float] | None = None) -> Transcription:
-    """Notes in seconds -> a Transcription of ``audio`` (notes clipped to its duration)."""
-    duration = audio.duration_s
+    """Notes in seconds -> a Transcription of a recording of ``duration_s`` seconds
+    (notes clipped to it)."""
+    duration = duration_s
     notes = [n if n.offset_s <= duration else _clip(n, duration) for n in sorted(notes) if n.onset_s < duration]
-    return Transcription(notes=tuple(notes), duration_s=duration, source=audio.source, model=model.name,
+    return Transcription(notes=tuple(notes), duration_s=duration, source=source, model=model.name,
                          stats={"n_windows": float(n_windows), **(extra_stats or {})})
 
 

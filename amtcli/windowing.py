@@ -85,3 +85,48 @@ def stitch_stream(outputs: Iterable[np.ndarray], n_frames: int, spec: WindowSpec
 def stitch(outputs: Iterable[np.ndarray], n_frames: int, spec: WindowSpec) -> np.ndarray:
     """Concatenate :func:`stitch_stream` into one array (n_frames, ...)."""
     return np.concatenate(list(stitch_stream(outputs, n_frames, spec)), axis=0)
+
+
+def stream_windows(blocks: Iterable[np.ndarray], spec: WindowSpec) -> Iterator[tuple[np.ndarray, int, int | None]]:
+    """Windows from audio arriving in blocks of any size, holding about one window.
+
+    Yields ``(window, index, n_frames)`` where ``window`` has exactly
+    ``spec.window_samples`` samples (the last zero-padded) and ``n_frames`` is None
+    except on the last window, where it is the recording's frame count. The windows
+    and their count are those :func:`iter_windows` and :func:`window_count` give for
+    the whole recording; a window is known to be the last by reading one sample past it.
+    """
+    source = iter(blocks)
+    buffer = np.zeros(0, dtype=np.float32)
+    offset = 0                      # sample index of buffer[0]
+    exhausted = False
+    index = 0
+    while True:
+        start = index * spec.hop_window_samples
+        need = start - offset + spec.window_samples + 1
+        parts = [buffer]
+        have = len(buffer)
+        while have < need and not exhausted:
+            try:
+                block = next(source)
+            except StopIteration:
+                exhausted = True
+                break
+            parts.append(np.asarray(block, dtype=np.float32))
+            have += len(parts[-1])
+        buffer = np.concatenate(parts) if len(parts) > 1 else buffer
+        window = buffer[start - offset : start - offset + spec.window_samples]
+        if len(window) < spec.window_samples:
+            window = np.pad(window, (0, spec.window_samples - len(window)))
+        n_frames = None
+        if exhausted:
+            n_frames = total_frames(offset + len(buffer), spec)
+            if index * spec.hop_frames + spec.window_frames < n_frames:
+                n_frames = None     # more windows follow from what is already buffered
+        yield window, index, n_frames
+        if n_frames is not None:
+            return
+        index += 1
+        next_start = index * spec.hop_window_samples
+        buffer = buffer[next_start - offset :]
+        offset = next_start

@@ -46,3 +46,40 @@ def test_load_errors_pass_through_and_the_rest_go_on(sensitive_model):
     assert results["bad"] is error
     assert "8000 Hz" in str(results["wrong-rate"])
     assert results["a"].duration_s == 2.0 and results["b"].duration_s == 12.0
+
+
+class BrokenStream:
+    """An AudioStream stand-in whose data goes bad after ``good_s`` seconds."""
+
+    def __init__(self, good_s: float):
+        self.good_s, self.sample_rate, self.source = good_s, 16000, "broken.wav"
+
+    def blocks(self):
+        yield np.zeros(int(self.good_s * 16000), dtype=np.float32)
+        raise AudioError("broken.wav: contains NaN or infinite samples")
+
+
+def test_a_stream_that_fails_part_way_is_reported_and_the_rest_go_on(sensitive_model, monkeypatch):
+    import amtcli.batching as batching
+
+    monkeypatch.setattr(batching, "AudioStream", BrokenStream)
+    items = [("a", noise(12.0, 1)), ("broken", BrokenStream(25.0)), ("b", noise(3.0, 2))]
+    results = list(transcribe_stream(sensitive_model, items, batch_windows=3))
+    assert [key for key, _ in results] == ["a", "broken", "b"] or [key for key, _ in results] == ["broken", "a", "b"]
+    outcome = dict(results)
+    assert isinstance(outcome["broken"], AudioError) and "NaN" in str(outcome["broken"])
+    assert outcome["a"].duration_s == 12.0 and outcome["b"].duration_s == 3.0
+
+
+def test_streamed_file_equals_loaded_file(sensitive_model, tmp_path):
+    import soundfile as sf
+
+    from amtcli.audio import AudioStream, load_audio
+
+    samples = np.random.default_rng(3).normal(0, 0.2, 44100 * 31).astype(np.float32)
+    sf.write(tmp_path / "x.wav", samples, 44100, subtype="FLOAT")
+    options = DecodeOptions(frame_threshold=0.52, min_duration_s=0.0)
+    whole = transcribe(sensitive_model, load_audio(tmp_path / "x.wav", 16000), options)
+    ((_, streamed),) = list(transcribe_stream(sensitive_model, [(0, AudioStream(tmp_path / "x.wav", 16000))], options))
+    assert streamed.notes == whole.notes and len(whole.notes) > 10
+    assert streamed.duration_s == whole.duration_s and streamed.source == whole.source

@@ -142,6 +142,8 @@ def test_plateau_schedule_and_early_stopping(tmp_path, tiny_dataset):
     ("cnn", 'stem_channels = 4\nmodel_dim = 16\nblocks = 1\n[model.features]\nn_bins = 64'),
     ("ctc", 'stem_channels = 4\nmodel_dim = 16\nlstm_units = 8\nslots = 2\n[model.features]\nkind = "hcqt"\n'
             'n_fft = 2048\nn_bins = 96\nfmin_hz = 55.0\nharmonics = [1.0, 2.0]'),
+    ("seq2seq", 'conv_channels = 4\nmodel_dim = 16\nencoder_units = 8\ndecoder_units = 16\nembedding_dim = 8\n'
+                'max_target_tokens = 60\nmax_decode_tokens = 40\n[model.features]\nn_bins = 64'),
 ])
 def test_every_family_trains_through_the_same_loop(tmp_path, tiny_dataset, family, model):
     head, rest = RECIPE.format(steps=2).split("[data]")

@@ -108,3 +108,18 @@ def test_one_hour_is_processed_as_a_stream():
         del chunk
     assert total == n_frames
     assert alive["max"] <= 3
+
+
+@pytest.mark.parametrize("n", [1, 100, 159999, 160000, 160001, 240000, 16000 * 23, 16000 * 61 + 7])
+@pytest.mark.parametrize("block", [1000, 37777, 10**7])
+def test_stream_windows_equal_whole_file_windows(n, block):
+    from amtcli.windowing import stream_windows
+
+    spec = WindowSpec(320, 500, 250)
+    x = np.random.default_rng(n).normal(size=n).astype(np.float32)
+    expected = list(iter_windows(x, spec))
+    got = list(stream_windows((x[i : i + block] for i in range(0, n, block)), spec))
+    assert len(got) == len(expected) == window_count(total_frames(n, spec), spec)
+    assert all(np.array_equal(a, w) for a, (w, _, _) in zip(expected, got))
+    assert [i for _, i, _ in got] == list(range(len(got)))
+    assert got[-1][2] == total_frames(n, spec) and all(nf is None for _, _, nf in got[:-1])

@@ -1,7 +1,8 @@
 """``amtcli transcribe``: files and folders in, MIDI / CSV / PNG out.
 
 Every input is handled on its own: a bad file is reported in one line and the
-batch goes on; the exit code is 1 if any file failed. ``--jobs`` threads decode and
+batch goes on; the exit code is 1 if any file failed. Audio is streamed in blocks,
+so memory stays flat with recording length; ``--jobs`` background threads decode and
 resample the next files while the model runs, and windows from several files share
 model batches (:mod:`amtcli.batching`). Outputs are written with a temporary file
 and a rename, so an interrupted run leaves finished files complete and nothing
@@ -57,30 +58,31 @@ def collect_inputs(inputs: tuple[Path, ...], recursive: bool) -> list[tuple[Path
     return found
 
 
-def _prefetch(items: list, sample_rate: int, jobs: int):
-    """Yield ``(index, Audio | AmtError)`` in order, loading up to ``jobs`` files ahead in threads."""
-    from concurrent.futures import ThreadPoolExecutor
+def _open_ahead(items: list, sample_rate: int, jobs: int):
+    """Yield ``(index, stream | AmtError)`` in order; while one file is transcribed, the
+    next ``jobs`` files are already opened and being decoded in background threads."""
+    from collections import deque
 
-    from amtcli.audio import load_audio
+    from amtcli.audio import AudioStream
+    from amtcli.batching import ReadAhead
 
-    def load(path: Path):
-        try:
-            return load_audio(path, sample_rate)
-        except AmtError as exc:
-            return exc
+    pending: deque = deque()
+    upcoming = iter(enumerate(items))
 
-    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="amtcli-load")
-    try:
-        pending = []
-        for index, (path, _targets) in enumerate(items):
-            pending.append((index, pool.submit(load, path)))
-            if len(pending) > jobs:
-                first, future = pending.pop(0)
-                yield first, future.result()
-        for index, future in pending:
-            yield index, future.result()
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    def open_next() -> None:
+        for index, (path, _targets) in upcoming:
+            try:
+                pending.append((index, ReadAhead(AudioStream(path, sample_rate))))
+            except AmtError as exc:
+                pending.append((index, exc))
+            return
+
+    for _ in range(jobs):
+        open_next()
+    while pending:
+        item = pending.popleft()
+        open_next()
+        yield item
 
 
 def run_transcribe(request: TranscribeRequest, console) -> int:
@@ -126,7 +128,7 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
 
     with _progress(console) as progress:
         overall = progress.add_task("files", total=len(todo))
-        loaded = _prefetch(todo, model.features.sample_rate, request.jobs)
+        loaded = _open_ahead(todo, model.features.sample_rate, request.jobs)
         for index, result in transcribe_stream(model, loaded, options, request.batch_windows):
             path, targets = todo[index]
             progress.advance(overall)
