@@ -69,7 +69,7 @@ class _CountingBlocks:
 
 
 def transcribe_stream(model: LoadedModel, recordings: Iterable[tuple[K, "Audio | AudioStream | AmtError"]],
-                      options: DecodeOptions | None = None, batch_windows: int = 8,
+                      options: DecodeOptions | None = None, batch_windows: int = 4,
                       window_s: float | None = None, hop_s: float | None = None,
                       ) -> Iterator[tuple[K, Transcription | AmtError]]:
     """Yield ``(key, Transcription)`` for each ``(key, Audio or AudioStream)`` as soon as it is done.

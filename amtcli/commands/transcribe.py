@@ -36,7 +36,7 @@ class TranscribeRequest:
     frame_threshold: float | None
     beam_width: int | None = None
     jobs: int = 1
-    batch_windows: int = 8
+    batch_windows: int = 4  #: windows per model call: 4 keeps peak memory near a 10 s file's
     attention_png: Path | None = None
 
 
