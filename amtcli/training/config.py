@@ -44,6 +44,8 @@ class OptimConfig:
         lr_schedule: "step" (multiply by ``lr_decay_rate`` every ``lr_decay_every``
             steps) or "plateau" (ReduceLROnPlateau on validation note-onset F1: multiply
             by ``lr_decay_rate`` after ``plateau_patience`` evaluations without a gain).
+            Evaluations at F1 0 (a CTC model still emitting only blanks) neither cut
+            the rate nor count towards early stopping.
         micro_batches: gradient accumulation: each batch is run in this many parts
             whose gradients add up before the one clipped step.
     """

@@ -298,12 +298,12 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None)
                         best_f1, evals_since_best = score, 0
                         save_checkpoint(run_dir / "best", config.family, config.model, module,
                                         extra=_checkpoint_extra(config, step=done, validation=scores))
-                    else:
-                        evals_since_best += 1
+                    elif best_f1 > 0:
+                        evals_since_best += 1   # a model that has not found any note yet has no plateau
                     patience = config.schedule.early_stop_patience
                     stop = bool(patience and evals_since_best >= patience and done >= config.schedule.min_steps)
                 score, stop = _from_rank_zero(score, stop, world)
-                if plateau:
+                if plateau and score > 0:
                     scheduler.step(score)
                 if rank == 0:
                     _save_state(run_dir, config, module, optimizer, scheduler, done, best_f1, rng, evals_since_best)
