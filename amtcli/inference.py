@@ -1,9 +1,12 @@
 """transcribe(model, audio, options) -> Transcription. No I/O happens here.
 
-Audio is cut into overlapping windows on the model's frame grid, run through the
-model a few windows at a time, stitched on the frame axis by keeping each window's
-centre, and decoded once as a stream, so memory does not grow with the window
-outputs of a long recording.
+Audio is cut into overlapping windows on the model's frame grid and run through the
+model a few windows at a time (:mod:`amtcli.batching` does this for one or many
+recordings). Frame-aligned outputs (onf, cnn, ctc) are stitched on the frame axis by
+keeping each window's centre and decoded once as a stream; seq2seq token windows go
+through a stateful detokenizer. Memory does not grow with the recording's length.
+:func:`stitched_posteriors` gives the raw stitched posteriorgram (for tuning and
+validation).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from amtcli.decoding.frames import decoder_for
 from amtcli.errors import ConfigError
 from amtcli.options import DecodeOptions, WindowSpec
 from amtcli.types import Transcription
-from amtcli.windowing import iter_windows, stitch_stream, total_frames, window_count
+from amtcli.windowing import iter_windows, stitch_stream, total_frames
 
 
 def pick_device(name: str) -> torch.device:
@@ -35,19 +38,13 @@ def pick_device(name: str) -> torch.device:
 
 def _window_outputs(model: LoadedModel, samples: np.ndarray, spec: WindowSpec, batch_windows: int) -> Iterator[np.ndarray]:
     batch: list[np.ndarray] = []
-
-    def run(windows: list[np.ndarray]) -> Iterator[np.ndarray]:
-        tensor = torch.from_numpy(np.stack(windows)).to(model.device)
-        output = model.module.posteriorgram(tensor).float().cpu().numpy()
-        yield from output
-
     for window in iter_windows(samples, spec):
         batch.append(window)
         if len(batch) == batch_windows:
-            yield from run(batch)
+            yield from run_windows(model, batch, model.decode)
             batch = []
     if batch:
-        yield from run(batch)
+        yield from run_windows(model, batch, model.decode)
 
 
 def window_spec(model: LoadedModel, window_s: float | None = None, hop_s: float | None = None) -> WindowSpec:

@@ -6,7 +6,6 @@ goes on.
 """
 
 import os
-import shutil
 import sys
 from pathlib import Path
 

@@ -1,6 +1,5 @@
 """The seq2seq event codec and the stateful detokenizer, on hand-written token lists."""
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
