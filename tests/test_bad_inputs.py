@@ -138,3 +138,34 @@ def test_output_folder_that_cannot_be_created_is_one_line_per_file(tmp_path, ran
     errors = [line for line in result.output.splitlines() if line.startswith("error ")]
     assert len(errors) == 2 and all("cannot write" in line for line in errors)
     assert blocker.read_text() == "a file, not a folder"
+
+
+def test_ctrl_c_keeps_finished_outputs_and_leaves_no_partial_file(tmp_path, random_onf_checkpoint, monkeypatch):
+    """Ctrl-C while the second file's MIDI is being written; --skip-existing then resumes."""
+    import pretty_midi
+
+    for name in ("a", "b", "c"):
+        sf.write(tmp_path / f"{name}.wav", tone(1.0), RATE)
+    real = pretty_midi.PrettyMIDI.write
+    calls = {"n": 0}
+
+    def interrupted(self, filename):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            Path(filename).write_bytes(b"MThd")
+            raise KeyboardInterrupt
+        return real(self, filename)
+
+    monkeypatch.setattr(pretty_midi.PrettyMIDI, "write", interrupted)
+    out = tmp_path / "out"
+    inputs = [str(tmp_path / f"{n}.wav") for n in ("a", "b", "c")]
+    runner = CliRunner()
+    result = runner.invoke(app, ["transcribe", *inputs, "--output-dir", str(out), "--model", random_onf_checkpoint])
+    assert result.exit_code == 130 and "interrupted" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.mid"]          # finished, complete; nothing partial
+    monkeypatch.setattr(pretty_midi.PrettyMIDI, "write", real)
+    again = runner.invoke(app, ["transcribe", *inputs, "--output-dir", str(out), "--model", random_onf_checkpoint,
+                                "--skip-existing"])
+    assert again.exit_code == 0, again.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.mid", "b.mid", "c.mid"]
+    assert sum(line.startswith("skip ") for line in again.output.splitlines()) == 1

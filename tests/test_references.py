@@ -191,3 +191,40 @@ def test_fuzz_csv_gives_notes_or_label_error(tmp_path: Path, header: str, rows: 
         assert "fuzz.csv" in str(exc)
         return
     assert all(isinstance(n, Note) for n in notes)
+
+
+def _valid_midi_bytes() -> bytes:
+    import io
+
+    import pretty_midi
+
+    midi = pretty_midi.PrettyMIDI()
+    for program, pitch in ((0, 60), (40, 67)):
+        instrument = pretty_midi.Instrument(program=program)
+        instrument.notes.append(pretty_midi.Note(velocity=80, pitch=pitch, start=0.1, end=0.6))
+        instrument.control_changes.append(pretty_midi.ControlChange(64, 127, 0.0))
+        midi.instruments.append(instrument)
+    buffer = io.BytesIO()
+    midi.write(buffer)
+    return buffer.getvalue()
+
+
+_MIDI = _valid_midi_bytes()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(0, len(_MIDI)), flips=st.lists(st.tuples(st.integers(0, len(_MIDI) - 1), st.integers(0, 255)),
+                                                     max_size=8), tail=st.binary(max_size=20))
+def test_fuzz_midi_gives_notes_or_label_error(tmp_path: Path, cut: int, flips, tail: bytes) -> None:
+    """Truncated, bit-flipped and padded MIDI files: notes or our LabelError, nothing else."""
+    data = bytearray(_MIDI)
+    for index, value in flips:
+        data[index] = value
+    path = tmp_path / "fuzz.mid"
+    path.write_bytes(bytes(data[:cut]) + tail)
+    try:
+        notes = load_notes(path)
+    except LabelError as exc:
+        assert "fuzz.mid" in str(exc)
+        return
+    assert all(isinstance(n, Note) for n in notes)
