@@ -10,7 +10,8 @@ hand, not in CI; needs the package index the first time:
 
 Peers:
   basic-pitch  basic-pitch 0.4.0 without TensorFlow: its ONNX model under onnxruntime
-  transkun     transkun (piano model) on the pinned CPU torch; slow (about 0.25x real time here)
+  transkun     transkun (piano model) on the pinned CPU torch, setuptools<81 for its CLI,
+               input converted to 16-bit WAV; slow (about 0.25x real time here)
 """
 
 from __future__ import annotations
@@ -44,12 +45,15 @@ PEERS = {
     "transkun": {
         "install": [
             ["pip", "install", "torch==2.13.0"],
-            ["pip", "install", "transkun"],
+            ["pip", "install", "transkun", "setuptools<81", "soundfile"],
         ],
-        "check": "import transkun",
-        "run": (
-            "import subprocess, sys\n"
-            "sys.exit(subprocess.call(['transkun', sys.argv[1], sys.argv[2], '--device', 'cpu']))\n"
+        "check": "import transkun, soundfile",
+        "run": (  # transkun reads 16-bit WAV only: convert first (timed with the rest)
+            "import subprocess, sys, tempfile, soundfile as sf\n"
+            "data, rate = sf.read(sys.argv[1])\n"
+            "with tempfile.NamedTemporaryFile(suffix='.wav') as tmp:\n"
+            "    sf.write(tmp.name, data, rate, subtype='PCM_16')\n"
+            "    sys.exit(subprocess.call(['transkun', tmp.name, sys.argv[2], '--device', 'cpu']))\n"
         ),
     },
 }
