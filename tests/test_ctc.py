@@ -95,10 +95,11 @@ def test_tokens_are_ordered_by_onset_then_pitch():
     assert onset_tokens(targets["onset"]) == [39, 46, 43]
 
 
-def test_model_shapes_and_loss_trains_the_token_head():
+@pytest.mark.parametrize("frame_cue", [False, True])
+def test_model_shapes_and_loss_trains_the_token_head(frame_cue):
     torch.manual_seed(0)
     config = CTCConfig(features=FeatureSpec(kind="hcqt", n_fft=2048, n_bins=96, fmin_hz=55.0, harmonics=(1.0, 2.0)),
-                       stem_channels=4, model_dim=16, lstm_units=8, slots=2)
+                       stem_channels=4, model_dim=16, lstm_units=8, slots=2, frame_cue=frame_cue)
     model = CTCTranscriber(config)
     audio = torch.randn(2, 16000)
     out = model(audio)
@@ -110,5 +111,7 @@ def test_model_shapes_and_loss_trains_the_token_head():
     assert losses["ctc"] > 0 and set(losses) == {"ctc", "frame", "velocity"}
     losses["ctc"].backward()
     assert model.tokens.weight.grad.abs().sum() > 0
+    assert model.tokens.in_features == 16 + (176 if frame_cue else 0)
+    assert model.frame.weight.grad is None  # the CTC term never trains the frame head (the cue is detached)
     filtered = ctc_loss_terms(model(audio), targets, max_tokens=1, frame_loss_weight=1.0)
     assert float(filtered["ctc"].detach()) == 0.0  # crops over the token limit are left out
