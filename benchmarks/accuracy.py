@@ -85,9 +85,10 @@ def print_table(title: str, report: dict) -> None:
             f"{row['tokens']['token_error_rate']:.3f}",
             f"{row['tokens']['length_ratio']:.3f}",
         )
-    Console().print(table)
+    Console(width=160).print(table)
+    timing = report.get("timing", "model only")
     print(f"{report['audio_s']:.1f} s of audio transcribed in {report['transcribe_s']:.1f} s "
-          f"({report['audio_s'] / max(report['transcribe_s'], 1e-9):.0f}x real time, model only)")
+          f"({report['audio_s'] / max(report['transcribe_s'], 1e-9):.1f}x real time, {timing})")
 
 
 def main() -> None:
