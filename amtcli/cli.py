@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from amtcli import __version__
+from amtcli.registry import DEFAULT_MODEL
 
 app = typer.Typer(
     name="amtcli",
@@ -67,7 +68,7 @@ def transcribe(
     inputs: list[Path] = typer.Argument(..., help="Audio files and/or folders (wav, flac, ogg, mp3)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (one input) or folder."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Folder for outputs; mirrors input folders."),
-    model: str = typer.Option("onf", "--model", "-m", help="Model name, checkpoint folder or hf://ORG/REPO@REV."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model name, checkpoint folder or hf://ORG/REPO@REV."),
     formats: Optional[str] = typer.Option(None, "--format", "-f", help="mid,csv,png or all (default: from -o, else mid)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),

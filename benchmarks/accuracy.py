@@ -112,7 +112,7 @@ def main() -> None:
         parser.error("give --realdev and/or --dataset")
     out = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
            f"{platform.processor() or 'cpu'}", "results": []}
-    for model in args.model or ["onf"]:
+    for model in args.model or ["cnn"]:
         for title, items in sets.items():
             report = score(model, items, args.threads, args.onset_threshold, args.frame_threshold)
             report["set"] = title

@@ -47,7 +47,7 @@ def command(model: str, threads: int, *args: str) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="onf")
+    parser.add_argument("--model", default="cnn")
     parser.add_argument("--files", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=2)

@@ -109,7 +109,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--realdev", type=Path, required=True)
-    parser.add_argument("--model", action="append", default=None, help="amtcli model (repeatable; default onf)")
+    parser.add_argument("--model", action="append", default=None, help="amtcli model (repeatable; default cnn)")
     parser.add_argument("--peer", action="append", choices=sorted(PEERS), default=None,
                         help="peer to run (repeatable; default basic-pitch)")
     parser.add_argument("--venv-root", type=Path, default=Path.home() / ".cache" / "amtcli" / "peers")
@@ -123,7 +123,7 @@ def main() -> None:
     audio_s = sum(sf.info(str(audio)).duration for _, audio, _ in items)
     report = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {args.threads} threads",
               "set": "realdev", "results": []}
-    for model in args.model or ["onf"]:
+    for model in args.model or ["cnn"]:
         result = score(model, items, args.threads, None, None)
         print_table("realdev", result)
         report["results"].append(result)

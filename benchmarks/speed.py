@@ -84,7 +84,7 @@ def main() -> None:
         tmp = Path(tmp)
         for seconds in lengths:
             make_input(tmp / f"in_{int(seconds)}.wav", seconds)
-        for model in args.model or ["onf"]:
+        for model in args.model or ["cnn"]:
             for seconds in lengths:
                 runs = [run_once(model, tmp / f"in_{int(seconds)}.wav", tmp / "out", args.threads)
                         for _ in range(args.runs)]
