@@ -49,11 +49,12 @@ PEERS = {
         ],
         "check": "import transkun, soundfile",
         "run": (  # transkun reads 16-bit WAV only: convert first (timed with the rest)
-            "import subprocess, sys, tempfile, soundfile as sf\n"
+            "import pathlib, subprocess, sys, tempfile, soundfile as sf\n"
+            "cli = str(pathlib.Path(sys.executable).parent / 'transkun')\n"
             "data, rate = sf.read(sys.argv[1])\n"
             "with tempfile.NamedTemporaryFile(suffix='.wav') as tmp:\n"
             "    sf.write(tmp.name, data, rate, subtype='PCM_16')\n"
-            "    sys.exit(subprocess.call(['transkun', tmp.name, sys.argv[2], '--device', 'cpu']))\n"
+            "    sys.exit(subprocess.call([cli, tmp.name, sys.argv[2], '--device', 'cpu']))\n"
         ),
     },
 }
@@ -80,9 +81,12 @@ def run_peer(python: Path, peer: str, items, out_dir: Path) -> tuple[list[tuple[
     for name, audio, _labels in items:
         midi = out_dir / f"{peer}-{name}.mid"
         started = time.perf_counter()
-        subprocess.check_call([str(python), str(script), str(audio), str(midi)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        done = subprocess.run([str(python), str(script), str(audio), str(midi)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
         elapsed += time.perf_counter() - started
+        if done.returncode != 0:
+            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"{peer} failed on {audio}: {tail}")
         outputs.append((name, midi))
     return outputs, elapsed
 
@@ -129,8 +133,13 @@ def main() -> None:
         report["results"].append(result)
     with tempfile.TemporaryDirectory() as tmp:
         for peer in args.peer or ["basic-pitch"]:
-            python = venv_python(args.venv_root, peer)
-            outputs, elapsed = run_peer(python, peer, items, Path(tmp))
+            try:
+                python = venv_python(args.venv_root, peer)
+                outputs, elapsed = run_peer(python, peer, items, Path(tmp))
+            except (subprocess.CalledProcessError, RuntimeError) as exc:
+                print(f"{peer}: skipped ({exc})")
+                report["results"].append({"model": peer, "error": str(exc)})
+                continue
             result = score_peer(peer, items, outputs, elapsed, audio_s)
             print_table("realdev", result)
             report["results"].append(result)

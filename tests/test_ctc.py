@@ -9,7 +9,7 @@ from amtcli.decoding.ctc import (BLANK, N_CTC_CLASSES, CTCGreedyDecoder, CTCLayo
 from amtcli.families.ctc import CTCConfig, CTCTranscriber, ctc_loss_terms
 from amtcli.options import FeatureSpec
 from amtcli.training.targets import frame_targets
-from amtcli.types import Note
+from amtcli.types import Note, validate_notes
 
 LAYOUT = CTCLayout(slots=2)
 RATE = 50.0
@@ -115,3 +115,16 @@ def test_model_shapes_and_loss_trains_the_token_head(frame_cue):
     assert model.frame.weight.grad is None  # the CTC term never trains the frame head (the cue is detached)
     filtered = ctc_loss_terms(model(audio), targets, max_tokens=1, frame_loss_weight=1.0)
     assert float(filtered["ctc"].detach()) == 0.0  # crops over the token limit are left out
+
+
+def test_a_quick_re_attack_never_overlaps_the_note_before():
+    """Min duration 100 ms, re-attack after 40 ms: the first note ends where the second starts."""
+    data = rows(20, {(5, 0): 39, (7, 0): 39, (7, 1): 41, (9, 0): 39, (9, 1): 41}, {39: (5, 15), 41: (7, 15)})
+    log_probs = LAYOUT.split(data)[0]
+    log_probs[9, 0] = log_probs[8, 0]  # frame 9 slot 0 back to blank: 39 fires at 5 and 7 only
+    for decoder in (CTCGreedyDecoder(LAYOUT, RATE, min_duration_s=0.1),
+                    CTCPrefixBeamDecoder(LAYOUT, RATE, beam_width=4, min_duration_s=0.1)):
+        notes = decode(decoder, data, 20)
+        c4 = sorted(n for n in notes if n.pitch == 60)
+        assert [(n.onset_s, n.offset_s) for n in c4] == [(0.1, 0.14), (0.14, 0.3)]
+        validate_notes(notes)  # no same-pitch overlap anywhere

@@ -73,9 +73,14 @@ class _NoteEnder:
         self.velocity = np.zeros(N_KEYS, dtype=np.float32)
         self.notes: list[Note] = []
 
-    def _close(self, key: int, end: int) -> None:
+    def _close(self, key: int, end: int, limit: int | None = None) -> None:
+        """End the open note of ``key`` at frame ``end``, lengthened to the minimum
+        duration but never past ``limit`` (the start of a re-attack of the same key)."""
         start = int(self.open_start[key])
-        self.notes.append(Note(start / self.frame_rate_hz, max(end, start + self.min_frames) / self.frame_rate_hz,
+        end = max(end, start + self.min_frames)
+        if limit is not None:
+            end = min(end, limit)
+        self.notes.append(Note(start / self.frame_rate_hz, end / self.frame_rate_hz,
                                PIANO_LOW + key, int(np.clip(round(float(self.velocity[key]) * 127), 1, 127))))
         self.open_start[key] = -1
 
@@ -92,8 +97,10 @@ class _NoteEnder:
                 if frame - self.open_start[key] >= self.min_frames and below[t, key]:
                     self._close(int(key), frame)
             for key in by_frame.get(frame, ()):
+                if self.open_start[key] == frame:
+                    continue                      # the same key twice in one frame: one note
                 if self.open_start[key] >= 0:
-                    self._close(key, frame)
+                    self._close(key, frame, limit=frame)
                 self.open_start[key] = frame
                 self.velocity[key] = velocity[t, key]
 
