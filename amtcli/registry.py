@@ -139,7 +139,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='f782f2fefa35f2840272e45418602fb7eec8ffe7bf724ce5a71bf4b871029692', size=967),
             ModelFile('model.safetensors', sha256='3f1f1565ea2da8236ba4dade9b1da1f3c857909ec8b94d36dfebbc3243816acf', size=2764952),
-            ModelFile('README.md', sha256='47468236edfbe5d10173cfddad31c9bdfe555bf257a1c9a82e69549a07706bee', size=4119),
+            ModelFile('README.md', sha256='54537226d9029b6d2aa8ceb34631f8345b06e961552af523c0364f59856ed0ba', size=4671),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.686, 'note-onset F1, realdev (Bach10, mean)': 0.595, 'frame F1, realdev': 0.85},
     ),
@@ -152,7 +152,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='3f34777ef4a12f01d5153b9a9835fddec5d77af123ccf569e1763fffba90b99b', size=607),
             ModelFile('model.safetensors', sha256='8bc8ae2af0ebe4a15797048553b0436016033b1485ea9005dbbbaa817811d9cf', size=2580384),
-            ModelFile('README.md', sha256='1b5be839e187088d921b261d9e58151572ccbd6d87838b515816f111dc9beced', size=4650),
+            ModelFile('README.md', sha256='fb33a95d52ae5a127af06eeacbd73e6acd266cb48f1ee5a3e3a5cc70c9306612', size=4715),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.62, 'note-onset F1, realdev (Bach10, mean)': 0.505, 'frame F1, realdev': 0.87},
     ),
