@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from amtcli.decoding.ctc import BLANK, N_CTC_CLASSES, CTCLayout, onset_tokens
+from amtcli.families.losses import velocity_loss
 from amtcli.features import build_frontend, feature_shape
 from amtcli.options import FeatureSpec
 from amtcli.types import N_KEYS
@@ -147,10 +148,8 @@ def ctc_loss_terms(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Te
     else:
         ctc = log_probs.sum() * 0.0
     bce = nn.functional.binary_cross_entropy_with_logits
-    onset_mask = targets["onset"]
-    velocity_error = (torch.sigmoid(outputs["velocity"]) - targets["velocity"]).square() * onset_mask
     return {
         "ctc": ctc,
         "frame": frame_loss_weight * bce(outputs["frame"], targets["frame"]),
-        "velocity": velocity_error.sum() / onset_mask.sum().clamp(min=1.0),
+        "velocity": velocity_loss(outputs["velocity"], targets),
     }

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from amtcli.families.losses import velocity_loss
 from amtcli.features import build_frontend, feature_shape
 from amtcli.options import FeatureSpec
 from amtcli.types import N_KEYS
@@ -167,11 +168,9 @@ def framewise_cnn_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torc
     (velocity / 127), and with reconstruction the first pass's BCE and the L2 error of
     the rebuilt spectrum. Targets are (batch, n_frames, 88)."""
     bce = nn.functional.binary_cross_entropy_with_logits
-    onset_mask = targets["onset"]
-    velocity_error = (torch.sigmoid(outputs["velocity"]) - targets["velocity"]).square() * onset_mask
     losses = {
         "frame": bce(outputs["frame"], targets["frame"]),
-        "velocity": velocity_error.sum() / onset_mask.sum().clamp(min=1.0),
+        "velocity": velocity_loss(outputs["velocity"], targets),
     }
     if "reconstruction" in outputs:
         losses["frame_first"] = bce(outputs["frame_first"], targets["frame"])

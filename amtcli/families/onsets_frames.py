@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from amtcli.families.losses import velocity_loss
 from amtcli.features import build_frontend
 from amtcli.options import FeatureSpec
 from amtcli.types import N_KEYS
@@ -140,11 +141,9 @@ def onsets_frames_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torc
     term (not the positives) keeps its probabilities calibrated.
     """
     bce = nn.functional.binary_cross_entropy_with_logits
-    onset_mask = targets["onset"]
-    velocity_error = (torch.sigmoid(outputs["velocity"]) - targets["velocity"]).square() * onset_mask
     return {
         "onset": ONSET_LOSS_WEIGHT * bce(outputs["onset"], targets["onset"]),
         "offset": bce(outputs["offset"], targets["offset"]),
         "frame": bce(outputs["frame"], targets["frame"]),
-        "velocity": velocity_error.sum() / onset_mask.sum().clamp(min=1.0),
+        "velocity": velocity_loss(outputs["velocity"], targets),
     }
