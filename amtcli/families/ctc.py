@@ -18,13 +18,14 @@ left out of the CTC term (the study's train-only filter).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from amtcli.decoding.ctc import BLANK, N_CTC_CLASSES, CTCLayout, onset_tokens
 from amtcli.families.losses import velocity_loss
+from amtcli.families.config import FamilyConfig
 from amtcli.features import build_frontend, feature_shape
 from amtcli.options import FeatureSpec
 from amtcli.types import N_KEYS
@@ -36,7 +37,7 @@ DEFAULT_FEATURES = FeatureSpec(kind="hcqt", n_fft=4096, n_bins=252, bins_per_oct
 
 
 @dataclass(frozen=True)
-class CTCConfig:
+class CTCConfig(FamilyConfig):
     """Hyperparameters of :class:`CTCTranscriber`.
 
     Attributes:
@@ -60,17 +61,6 @@ class CTCConfig:
     max_tokens: int = 90
     frame_loss_weight: float = 1.0
     frame_cue: bool = False
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["features"] = self.features.to_dict()
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "CTCConfig":
-        data = dict(data)
-        data["features"] = FeatureSpec.from_dict(data.get("features", DEFAULT_FEATURES.to_dict()))
-        return cls(**data)
 
 
 class CTCTranscriber(nn.Module):

@@ -16,12 +16,13 @@ reconstruction error and the second pass's BCE. The second pass is the output.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from amtcli.families.losses import velocity_loss
+from amtcli.families.config import FamilyConfig
 from amtcli.features import build_frontend, feature_shape
 from amtcli.options import FeatureSpec
 from amtcli.types import N_KEYS
@@ -30,7 +31,7 @@ FAMILY = "cnn"
 
 
 @dataclass(frozen=True)
-class FramewiseCNNConfig:
+class FramewiseCNNConfig(FamilyConfig):
     """Hyperparameters of :class:`FramewiseCNN`.
 
     Attributes:
@@ -48,20 +49,6 @@ class FramewiseCNNConfig:
     blocks: int = 4
     dilations: tuple[int, ...] = (1, 2, 4)
     reconstruction: bool = False
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["features"] = self.features.to_dict()
-        out["dilations"] = list(self.dilations)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "FramewiseCNNConfig":
-        data = dict(data)
-        data["features"] = FeatureSpec.from_dict(data.get("features", {}))
-        if "dilations" in data:
-            data["dilations"] = tuple(int(d) for d in data["dilations"])
-        return cls(**data)
 
 
 class ResidualBlock(nn.Module):

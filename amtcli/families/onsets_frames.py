@@ -8,12 +8,13 @@ conditioned on the onset head as in Hawthorne et al. 2018).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from amtcli.families.losses import velocity_loss
+from amtcli.families.config import FamilyConfig
 from amtcli.features import build_frontend
 from amtcli.options import FeatureSpec
 from amtcli.types import N_KEYS
@@ -23,24 +24,13 @@ ONSET_LOSS_WEIGHT = 4.0
 
 
 @dataclass(frozen=True)
-class OnsetsFramesConfig:
+class OnsetsFramesConfig(FamilyConfig):
     """Hyperparameters of :class:`OnsetsFrames` (sizes in channels / units)."""
 
     features: FeatureSpec = FeatureSpec()
     conv_channels: int = 16
     model_dim: int = 256
     lstm_units: int = 64
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["features"] = self.features.to_dict()
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "OnsetsFramesConfig":
-        data = dict(data)
-        data["features"] = FeatureSpec.from_dict(data.get("features", {}))
-        return cls(**data)
 
 
 class ConvStack(nn.Module):

@@ -17,7 +17,7 @@ After the Seq2Seq model of the "CTC vs. Seq2Seq" study:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from torch import nn
 
 from amtcli.decoding.tokens import (EOS, NOTE_OFF_BASE, PAD, SHIFT_BASE, SOS, VOCAB_SIZE, encode_window)
 from amtcli.families.onsets_frames import ConvStack
+from amtcli.families.config import FamilyConfig
 from amtcli.features import build_frontend
 from amtcli.options import FeatureSpec
 
@@ -33,7 +34,7 @@ MASKED_ENERGY = -1e4
 
 
 @dataclass(frozen=True)
-class Seq2SeqConfig:
+class Seq2SeqConfig(FamilyConfig):
     """Hyperparameters of :class:`Seq2SeqTranscriber`.
 
     Attributes:
@@ -61,17 +62,6 @@ class Seq2SeqConfig:
     weight_off: float = 1.0
     weight_shift: float = 0.5
     weight_eos: float = 2.0
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["features"] = self.features.to_dict()
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Seq2SeqConfig":
-        data = dict(data)
-        data["features"] = FeatureSpec.from_dict(data.get("features", {"n_bins": 128}))
-        return cls(**data)
 
     def class_weights(self) -> torch.Tensor:
         """(VOCAB_SIZE,) cross-entropy weights; PAD and SOS weigh 0."""
