@@ -169,9 +169,14 @@ def write_attention_maps(model, path: Path, folder: Path, overwrite: bool) -> li
     from amtcli.windowing import iter_windows
     from amtcli.writers.attention import write_attention_png
 
+    from amtcli.errors import OutputError
+
     audio = load_audio(path, model.features.sample_rate)
     spec = window_spec(model)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {folder}: {exc.strerror or exc}") from None
     seconds_per_position = model.module.config.memory_stride / model.features.frame_rate_hz
     written = []
     for index, window in enumerate(iter_windows(audio.samples, spec)):
