@@ -139,7 +139,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='f782f2fefa35f2840272e45418602fb7eec8ffe7bf724ce5a71bf4b871029692', size=967),
             ModelFile('model.safetensors', sha256='3f1f1565ea2da8236ba4dade9b1da1f3c857909ec8b94d36dfebbc3243816acf', size=2764952),
-            ModelFile('README.md', sha256='54537226d9029b6d2aa8ceb34631f8345b06e961552af523c0364f59856ed0ba', size=4671),
+            ModelFile('README.md', sha256='390895db4e0e8eb70823c482ab354c8b41e68e9a8ba4ab0bf268d790006febc0', size=4751),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.686, 'note-onset F1, realdev (Bach10, mean)': 0.595, 'frame F1, realdev': 0.85},
     ),
