@@ -24,7 +24,7 @@ from amtcli.errors import AmtError, ConfigError
 from amtcli.inference import ChunkDecoder, finish_transcription, run_windows, window_spec
 from amtcli.options import DecodeOptions, WindowSpec
 from amtcli.types import Transcription
-from amtcli.windowing import stream_windows
+from amtcli.windowing import keep_span, stream_windows
 
 K = TypeVar("K")
 
@@ -128,10 +128,8 @@ def transcribe_stream(model: LoadedModel, recordings: Iterable[tuple[K, "Audio |
         outputs = run_windows(model, [window for _, window, _ in batch], options)
         for (state, _, index), output in zip(batch, outputs):
             last = state.n_frames is not None and index == state.sent - 1
-            lo = 0 if index == 0 else spec.margin_frames
-            start_frame = index * spec.hop_frames
-            hi = state.n_frames - start_frame if last else spec.window_frames - spec.margin_frames
-            state.notes.extend(state.decoder.push_window(output, start_frame, lo, hi))
+            lo, hi = keep_span(index, last, state.n_frames, spec)
+            state.notes.extend(state.decoder.push_window(output, index * spec.hop_frames, lo, hi))
             state.received += 1
         while queue and queue[0].all_sent and queue[0].received == queue[0].sent:
             done = queue.popleft()

@@ -137,6 +137,12 @@ class LogConstantQ(nn.Module):
         return out.reshape(out.shape[0], out.shape[1], len(self.harmonics), self.spec.n_bins).transpose(2, 3)
 
 
+def with_channels(spectrum: torch.Tensor) -> torch.Tensor:
+    """Frontend output as (batch, n_frames, n_bins, channels): log-mel and CQT (3-D) get
+    one channel, an HCQT (4-D) keeps its harmonics."""
+    return spectrum.unsqueeze(-1) if spectrum.dim() == 3 else spectrum
+
+
 def feature_shape(spec: FeatureSpec) -> tuple[int, int]:
     """(bins, channels) of the frontend's output per frame."""
     return spec.n_bins, (len(spec.harmonics) if spec.kind == "hcqt" else 1)

@@ -96,7 +96,6 @@ class ChunkDecoder:
         rate = model.features.frame_rate_hz
         self.frame_rate_hz = rate
         self.kind = output_kind(model)
-        self.is_ctc = self.kind == "ctc"
         if self.kind == "tokens":
             from amtcli.decoding.tokens import Detokenizer
 
@@ -104,7 +103,7 @@ class ChunkDecoder:
             self._stops = {code: 0 for code in model.module.STOP_CODES}
             self._stop_codes = model.module.STOP_CODES
             return
-        if self.is_ctc:
+        if self.kind == "ctc":
             from amtcli.decoding.ctc import CTCGreedyDecoder, CTCPrefixBeamDecoder
 
             common = dict(frame_threshold=options.frame_threshold, min_duration_s=options.min_duration_s,
@@ -125,7 +124,7 @@ class ChunkDecoder:
         if self.kind == "tokens":
             stops = {f"windows_stopped_{k}": float(v) for k, v in self._stops.items()}
             return {**self._decoder.stats.as_dict(), **stops}
-        if self.is_ctc:
+        if self.kind == "ctc":
             return {"n_tokens": float(self._decoder.n_tokens)}
         return {}
 
@@ -139,7 +138,7 @@ class ChunkDecoder:
         return self._decoder.push(output[:-1].tolist(), start_s, start_s + lo / rate, start_s + hi / rate)
 
     def push(self, chunk: np.ndarray) -> list:
-        if self.is_ctc:
+        if self.kind == "ctc":
             return self._decoder.push(chunk)
         onsets = chunk[..., self._onset_at] if self._onset_at is not None else None
         velocity = chunk[..., self._velocity_at] if self._velocity_at is not None else None

@@ -37,9 +37,15 @@ def window_start_frames(n_frames: int, spec: WindowSpec) -> list[int]:
 
 def keep_range(index: int, n_windows: int, n_frames: int, spec: WindowSpec) -> tuple[int, int]:
     """Frames [lo, hi) *within* window ``index`` that survive stitching."""
+    return keep_span(index, index == n_windows - 1, n_frames, spec)
+
+
+def keep_span(index: int, last: bool, n_frames: int | None, spec: WindowSpec) -> tuple[int, int]:
+    """:func:`keep_range` for a stream that only knows whether this window is the last;
+    ``n_frames`` (the recording's frame count) is needed for the last window only."""
     start = index * spec.hop_frames
     lo = 0 if index == 0 else spec.margin_frames
-    hi = n_frames - start if index == n_windows - 1 else spec.window_frames - spec.margin_frames
+    hi = n_frames - start if last else spec.window_frames - spec.margin_frames
     return lo, hi
 
 
@@ -49,12 +55,7 @@ def iter_windows(samples: np.ndarray, spec: WindowSpec) -> Iterator[np.ndarray]:
     Args:
         samples: mono audio (n_samples,).
     """
-    n_frames = total_frames(len(samples), spec)
-    for start in window_start_frames(n_frames, spec):
-        begin = start * spec.hop_samples
-        window = samples[begin : begin + spec.window_samples]
-        if len(window) < spec.window_samples:
-            window = np.pad(window, (0, spec.window_samples - len(window)))
+    for window, _, _ in stream_windows([samples], spec):
         yield window
 
 

@@ -26,7 +26,7 @@ from torch import nn
 from amtcli.decoding.ctc import BLANK, N_CTC_CLASSES, CTCLayout, onset_tokens
 from amtcli.families.losses import velocity_loss
 from amtcli.families.config import FamilyConfig
-from amtcli.features import build_frontend, feature_shape
+from amtcli.features import build_frontend, feature_shape, with_channels
 from amtcli.options import FeatureSpec
 from amtcli.types import N_KEYS
 
@@ -93,9 +93,7 @@ class CTCTranscriber(nn.Module):
         self.velocity = nn.Linear(config.model_dim, N_KEYS)
 
     def forward(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
-        spec = self.frontend(audio)
-        if spec.dim() == 3:
-            spec = spec.unsqueeze(-1)
+        spec = with_channels(self.frontend(audio))
         x = self.norm(spec.permute(0, 3, 1, 2))                 # (batch, channels, n_frames, n_bins)
         x = self.stem(x).permute(0, 2, 1, 3).flatten(2)        # (batch, n_frames, 2c * n_bins // 12)
         acoustic = self.project(x)

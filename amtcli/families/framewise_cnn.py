@@ -23,7 +23,7 @@ from torch import nn
 
 from amtcli.families.losses import velocity_loss
 from amtcli.families.config import FamilyConfig
-from amtcli.features import build_frontend, feature_shape
+from amtcli.features import build_frontend, feature_shape, with_channels
 from amtcli.options import FeatureSpec
 from amtcli.types import N_KEYS
 
@@ -128,9 +128,7 @@ class FramewiseCNN(nn.Module):
 
     def normalised_spectrum(self, audio: torch.Tensor) -> torch.Tensor:
         """(batch, n_samples) -> (batch, n_frames, n_bins, channels), batch-normalised."""
-        spec = self.frontend(audio)
-        if spec.dim() == 3:
-            spec = spec.unsqueeze(-1)
+        spec = with_channels(self.frontend(audio))
         return self.norm(spec.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
     def forward(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
