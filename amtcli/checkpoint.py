@@ -73,7 +73,8 @@ def _ctc() -> FamilySpec:
 
     def loss(cfg: dict):
         config = CTCConfig.from_dict(cfg)
-        return partial(ctc_loss_terms, max_tokens=config.max_tokens, frame_loss_weight=config.frame_loss_weight)
+        return partial(ctc_loss_terms, max_tokens=config.max_tokens, frame_loss_weight=config.frame_loss_weight,
+                       alignment_loss_weight=config.alignment_loss_weight)
 
     return FamilySpec(
         "ctc",

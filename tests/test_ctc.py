@@ -6,7 +6,7 @@ import torch
 
 from amtcli.decoding.ctc import (BLANK, N_CTC_CLASSES, CTCGreedyDecoder, CTCLayout, CTCPrefixBeamDecoder,
                                  notes_to_tokens, onset_tokens)
-from amtcli.families.ctc import CTCConfig, CTCTranscriber, ctc_loss_terms
+from amtcli.families.ctc import CTCConfig, CTCTranscriber, aligned_slot_targets, ctc_loss_terms
 from amtcli.options import FeatureSpec
 from amtcli.training.targets import frame_targets
 from amtcli.types import Note, validate_notes
@@ -115,6 +115,35 @@ def test_model_shapes_and_loss_trains_the_token_head(frame_cue):
     assert model.frame.weight.grad is None  # the CTC term never trains the frame head (the cue is detached)
     filtered = ctc_loss_terms(model(audio), targets, max_tokens=1, frame_loss_weight=1.0)
     assert float(filtered["ctc"].detach()) == 0.0  # crops over the token limit are left out
+
+
+def test_aligned_slot_targets_is_a_ctc_path_of_the_onset_tokens():
+    """Chords fill their onset frame's slots in pitch order; overflow waits for free slots."""
+    onset = np.zeros((6, 88), dtype=np.float32)
+    onset[1, [40, 30, 50]] = 1.0     # three notes at frame 1, two slots: 50 spills to frame 2
+    onset[2, 45] = 1.0               # frame 2: 50 (spilled) then 45
+    onset[4, 10] = onset[5, 10] = 1.0  # a two-frame onset label is one token
+    path = aligned_slot_targets(onset, slots=2).reshape(6, 2)
+    assert path.tolist() == [[BLANK, BLANK], [30, 40], [50, 45], [BLANK, BLANK], [10, BLANK], [BLANK, BLANK]]
+    collapsed = [int(t) for t in path.reshape(-1) if t != BLANK]
+    assert collapsed == onset_tokens(onset) == [30, 40, 50, 45, 10]  # the CTC target, in order
+
+
+def test_alignment_loss_is_added_only_when_weighted():
+    torch.manual_seed(0)
+    config = CTCConfig(features=FeatureSpec(kind="hcqt", n_fft=2048, n_bins=96, fmin_hz=55.0, harmonics=(1.0, 2.0)),
+                       stem_channels=4, model_dim=16, lstm_units=8, slots=2, frame_cue=True)
+    model = CTCTranscriber(config)
+    out = model(torch.randn(1, 16000))
+    targets = {k: torch.from_numpy(v[None]) for k, v in
+               frame_targets([Note(0.1, 0.5, 60), Note(0.3, 0.5, 64)], 0.0, 50, 50.0).items()}
+    assert "alignment" not in ctc_loss_terms(out, targets, max_tokens=90, frame_loss_weight=1.0)
+    weighted = ctc_loss_terms(out, targets, max_tokens=90, frame_loss_weight=1.0, alignment_loss_weight=2.0)
+    path = torch.from_numpy(aligned_slot_targets(targets["onset"][0].numpy(), 2))
+    expected = torch.nn.functional.cross_entropy(out["tokens"][0].float(), path)
+    assert torch.allclose(weighted["alignment"], 2.0 * expected, atol=1e-5)
+    weighted["alignment"].backward()
+    assert model.tokens.weight.grad.abs().sum() > 0
 
 
 def test_a_quick_re_attack_never_overlaps_the_note_before():

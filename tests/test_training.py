@@ -156,3 +156,33 @@ def test_every_family_trains_through_the_same_loop(tmp_path, tiny_dataset, famil
     loaded = load_checkpoint(run / "best")
     assert loaded.family == family and (loaded.window_s, loaded.hop_s) == (10.0, 8.0)
     assert metrics(run)[-1]["val_onset_f1"] != ""
+
+
+def test_validation_uses_the_recipes_windowing(tmp_path, tiny_dataset, monkeypatch):
+    import amtcli.training.loop as loop
+
+    seen = []
+    real = loop.validate
+
+    def spy(loaded, recordings):
+        seen.append((loaded.window_s, loaded.hop_s))
+        return real(loaded, recordings)
+
+    monkeypatch.setattr(loop, "validate", spy)
+    head, rest = RECIPE.format(steps=2).split("[data]")
+    (tmp_path / "r.toml").write_text(f"{head}[windowing]\nwindow_s = 4.0\nhop_s = 3.0\n[data]{rest}")
+    result = CliRunner().invoke(app, ["train", "--recipe", str(tmp_path / "r.toml"), "--dataset", str(tiny_dataset),
+                                      "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert seen and set(seen) == {(4.0, 3.0)}
+
+
+def test_a_bad_windowing_fails_before_training(tmp_path, tiny_dataset):
+    """5 s windows with a 2.5 s hop overlap by 125 frames at 50 frames/s (odd): one line, no run."""
+    head, rest = RECIPE.format(steps=2).split("[data]")
+    (tmp_path / "r.toml").write_text(f"{head}[windowing]\nwindow_s = 5.0\nhop_s = 2.5\n[data]{rest}")
+    result = CliRunner().invoke(app, ["train", "--recipe", str(tmp_path / "r.toml"), "--dataset", str(tiny_dataset),
+                                      "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code != 0
+    assert "error:" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "run" / "metrics.csv").exists()

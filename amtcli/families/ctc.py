@@ -14,12 +14,19 @@ After the CTC model of the "CTC vs. Seq2Seq" study, made into a timed transcribe
 The CTC target of a crop is its notes' pitch tokens ordered by onset, then pitch
 (``decoding.ctc.onset_tokens``); crops with more than ``max_tokens`` tokens are
 left out of the CTC term (the study's train-only filter).
+
+With ``alignment_loss_weight`` > 0 a cross-entropy on one valid CTC path (each
+token in a slot of its onset frame, overflow in the next free slots, blank
+elsewhere: :func:`aligned_slot_targets`) is added to the CTC loss. CTC alone finds
+its alignment slowly and sat near all-blank for thousands of steps here; the
+labels already say where each note starts, and the auxiliary term uses that.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -51,6 +58,8 @@ class CTCConfig(FamilyConfig):
         frame_cue: feed the token head the (detached) frame probabilities and their rise
             from the previous frame, so it can fire where a pitch starts sounding instead
             of learning onsets from scratch (CTC alone stayed blank for 2,000 steps here).
+        alignment_loss_weight: weight of the cross-entropy on the onset-frame CTC path
+            (:func:`aligned_slot_targets`); 0 trains with the CTC loss alone.
     """
 
     features: FeatureSpec = DEFAULT_FEATURES
@@ -61,6 +70,7 @@ class CTCConfig(FamilyConfig):
     max_tokens: int = 90
     frame_loss_weight: float = 1.0
     frame_cue: bool = False
+    alignment_loss_weight: float = 0.0
 
 
 class CTCTranscriber(nn.Module):
@@ -118,10 +128,36 @@ class CTCTranscriber(nn.Module):
         return torch.cat([log_probs, torch.sigmoid(out["frame"]), torch.sigmoid(out["velocity"])], dim=-1)
 
 
+def aligned_slot_targets(onset_targets: np.ndarray, slots: int) -> np.ndarray:
+    """One valid CTC path of a crop's tokens, on the slot grid.
+
+    Args:
+        onset_targets: (n_frames, 88) onset labels (> 0.5 marks a note's onset frame).
+        slots: token slots per frame.
+
+    Returns:
+        (n_frames * slots,) int64 class ids: the tokens starting in a frame fill its
+        slots in pitch order; a chord with more notes than slots spills into the next
+        frames' free slots (order kept); every other slot is BLANK.
+    """
+    on = onset_targets > 0.5
+    starts = on & ~np.concatenate([np.zeros((1, on.shape[1]), dtype=bool), on[:-1]], axis=0)
+    n_frames = on.shape[0]
+    path = np.full(n_frames * slots, BLANK, dtype=np.int64)
+    pending: list[int] = []
+    for t in range(n_frames):
+        pending.extend(int(k) for k in np.flatnonzero(starts[t]))
+        take, pending = pending[:slots], pending[slots:]
+        path[t * slots : t * slots + len(take)] = take
+    return path
+
+
 def ctc_loss_terms(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
-                   max_tokens: int, frame_loss_weight: float) -> dict[str, torch.Tensor]:
+                   max_tokens: int, frame_loss_weight: float,
+                   alignment_loss_weight: float = 0.0) -> dict[str, torch.Tensor]:
     """Per-term losses (scalars): CTC (mean over kept crops of the per-crop loss divided by
-    its token count), frame BCE and velocity squared error at labelled onsets."""
+    its token count), the alignment cross-entropy (when weighted), frame BCE and velocity
+    squared error at labelled onsets."""
     onset = targets["onset"].detach().cpu().numpy()
     sequences = [onset_tokens(o) for o in onset]
     keep = [i for i, s in enumerate(sequences) if len(s) <= max_tokens]
@@ -136,8 +172,14 @@ def ctc_loss_terms(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Te
     else:
         ctc = log_probs.sum() * 0.0
     bce = nn.functional.binary_cross_entropy_with_logits
+    terms = {"ctc": ctc}
+    if alignment_loss_weight > 0:
+        slots = log_probs.shape[1] // onset.shape[1]
+        path = torch.from_numpy(np.stack([aligned_slot_targets(o, slots) for o in onset])).to(log_probs.device)
+        terms["alignment"] = alignment_loss_weight * nn.functional.nll_loss(
+            log_probs.reshape(-1, log_probs.shape[-1]), path.reshape(-1))
     return {
-        "ctc": ctc,
+        **terms,
         "frame": frame_loss_weight * bce(outputs["frame"], targets["frame"]),
         "velocity": velocity_loss(outputs["velocity"], targets),
     }

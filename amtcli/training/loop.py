@@ -26,6 +26,7 @@ from amtcli.atomic import atomic_path
 from amtcli.checkpoint import LoadedModel, get_family, save_checkpoint
 from amtcli.datasets.augment import AugmentConfig
 from amtcli.errors import ConfigError
+from amtcli.options import WindowSpec
 from amtcli.training.config import TrainConfig
 from amtcli.training.data import CropSampler, load_recordings, split_pairs
 from amtcli.training.steps import train_step
@@ -229,6 +230,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None)
     family = get_family(config.family)
     module = family.build(config.model)
     features = family.features(config.model)
+    windowing = {k: float(v) for k, v in config.windowing.items() if k in ("window_s", "hop_s")}
+    WindowSpec.from_seconds(features, **windowing)  # a bad [windowing] fails here, not at the first validation
     loss_fn = family.loss(config.model)
     rng = np.random.default_rng([config.seed, rank])
     note_targets = family.note_targets(config.model) if family.note_targets else None
@@ -289,8 +292,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None)
                 score = -1.0
                 if rank == 0:
                     module.eval()
-                    scores = validate(LoadedModel(config.name, config.family, module, features, config.model, device),
-                                      val_recordings)
+                    scores = validate(LoadedModel(config.name, config.family, module, features, config.model, device,
+                                                  **windowing), val_recordings)
                     module.train()
                     row.update({k: f"{v:.4f}" for k, v in scores.items()})
                     score = scores["val_onset_f1"]
