@@ -90,7 +90,13 @@ def _seq2seq() -> FamilySpec:
     from amtcli.families.seq2seq import Seq2SeqConfig, Seq2SeqTranscriber, seq2seq_loss, window_token_targets
 
     def loss(cfg: dict):
-        return partial(seq2seq_loss, class_weights=Seq2SeqConfig.from_dict(cfg).class_weights())
+        from amtcli.decoding.tokens import TIME_STEP_S
+
+        config = Seq2SeqConfig.from_dict(cfg)
+        return partial(seq2seq_loss, class_weights=config.class_weights(),
+                       guided_attention_weight=config.guided_attention_weight,
+                       positions_per_step=config.features.frame_rate_hz * TIME_STEP_S / config.memory_stride,
+                       sigma=config.guided_attention_sigma)
 
     def note_targets(cfg: dict):
         limit = Seq2SeqConfig.from_dict(cfg).max_target_tokens

@@ -4,8 +4,9 @@ import torch
 
 from amtcli.audio import Audio
 from amtcli.checkpoint import get_family, load_checkpoint, save_checkpoint
-from amtcli.decoding.tokens import PAD, SHIFT_BASE, VOCAB_SIZE, encode_window
-from amtcli.families.seq2seq import Seq2SeqConfig, Seq2SeqTranscriber, is_looping
+from amtcli.decoding.tokens import EOS, NOTE_OFF_BASE, PAD, SHIFT_BASE, VOCAB_SIZE, encode_window
+from amtcli.families.seq2seq import (Seq2SeqConfig, Seq2SeqTranscriber, guided_attention_loss, is_looping,
+                                     token_positions)
 from amtcli.inference import transcribe
 from amtcli.options import DecodeOptions, FeatureSpec
 from amtcli.training.steps import train_step
@@ -30,6 +31,38 @@ def test_teacher_forced_shapes_and_padding_trim():
     out = model(audio, tokens)
     n = int((tokens[0] != PAD).sum())
     assert out["logits"].shape == (2, n, VOCAB_SIZE) and out["tokens"].shape == (2, n)
+
+
+def test_token_positions_follow_the_time_shifts():
+    """0.2 s shift, NOTE_ON 69, 0.5 s shift, NOTE_OFF 69, EOS at 25 positions per second."""
+    tokens = torch.tensor([[SHIFT_BASE + 19, 69 - 21, SHIFT_BASE + 49, NOTE_OFF_BASE + 69 - 21, EOS, PAD]])
+    positions = token_positions(tokens, positions_per_step=0.25)
+    assert positions.tolist() == [[0.0, 5.0, 5.0, 17.5, 17.5, 17.5]]
+
+
+def test_guided_attention_loss_is_zero_on_the_diagonal_and_grows_away_from_it():
+    tokens = torch.tensor([[SHIFT_BASE + 19, 69 - 21, EOS, PAD]])  # positions 0, 5 (EOS, PAD ignored)
+    on_time = torch.zeros(1, 4, 25)
+    on_time[0, 0, 0] = on_time[0, 1, 5] = 1.0
+    on_time[0, 2, 24] = on_time[0, 3, 24] = 1.0                   # EOS / PAD may look anywhere
+    assert float(guided_attention_loss(on_time, tokens, 0.25, sigma=3.0)) == pytest.approx(0.0, abs=1e-6)
+    late = torch.zeros(1, 4, 25)
+    late[0, :, 20] = 1.0
+    expected = np.mean([1 - np.exp(-(20 - p) ** 2 / 18) for p in (0, 5)])
+    assert float(guided_attention_loss(late, tokens, 0.25, sigma=3.0)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_guided_attention_term_trains_the_attention():
+    config = Seq2SeqConfig(**{**SMALL.__dict__, "guided_attention_weight": 2.0})
+    model = Seq2SeqTranscriber(config)
+    audio, tokens, _ = tone_batch()
+    out = model(audio, tokens)
+    assert out["attention"].shape == (2, out["tokens"].shape[1], 25)
+    losses = get_family("seq2seq").loss(config.to_dict())(out, {"tokens": tokens})
+    assert set(losses) == {"tokens", "attention"} and float(losses["attention"].detach()) > 0
+    losses["attention"].backward()
+    assert model.attn_v.weight.grad.abs().sum() > 0
+    assert set(get_family("seq2seq").loss(SMALL.to_dict())(model(audio, tokens), {"tokens": tokens})) == {"tokens"}
 
 
 def test_attention_ignores_padded_frames():

@@ -186,3 +186,15 @@ def test_a_bad_windowing_fails_before_training(tmp_path, tiny_dataset):
     assert result.exit_code != 0
     assert "error:" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
+def test_validation_tries_the_decodings_a_family_is_tuned_over():
+    from amtcli.training.loop import validation_decodings
+
+    fake = lambda module: type("M", (), {"module": module})()  # noqa: E731
+    ctc = type("C", (), {"OUTPUT": "ctc", "CHANNELS": ()})()
+    onf = type("O", (), {"CHANNELS": ("onset", "frame", "offset", "velocity")})()
+    cnn = type("F", (), {"CHANNELS": ("frame", "velocity")})()
+    assert [o.blank_offset for o in validation_decodings(fake(ctc))] == [0.0, 1.0, 2.0, 3.0]
+    assert [o.note_start for o in validation_decodings(fake(onf))] == ["onset", "frame"]
+    assert [o.note_start for o in validation_decodings(fake(cnn))] == ["frame"]

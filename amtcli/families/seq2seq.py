@@ -47,6 +47,10 @@ class Seq2SeqConfig(FamilyConfig):
         max_target_tokens: training sequences are cut to this many tokens (EOS kept).
         max_decode_tokens: length cap when decoding one 10 s window.
         weight_on, weight_off, weight_shift, weight_eos: cross-entropy class weights.
+        guided_attention_weight: weight of the guided-attention loss
+            (:func:`guided_attention_loss`); 0 leaves the attention unsupervised.
+        guided_attention_sigma: its tolerance in attention positions (one position is
+            ``memory_stride`` frames).
     """
 
     features: FeatureSpec = FeatureSpec(n_bins=128)
@@ -62,6 +66,8 @@ class Seq2SeqConfig(FamilyConfig):
     weight_off: float = 1.0
     weight_shift: float = 0.5
     weight_eos: float = 2.0
+    guided_attention_weight: float = 0.0
+    guided_attention_sigma: float = 3.0
 
     def class_weights(self) -> torch.Tensor:
         """(VOCAB_SIZE,) cross-entropy weights; PAD and SOS weigh 0."""
@@ -150,12 +156,13 @@ class Seq2SeqTranscriber(nn.Module):
         keys = self.attn_memory(memory)
         state, context = self._start(memory)
         previous = torch.full((tokens.shape[0],), SOS, dtype=torch.long, device=tokens.device)
-        logits = []
+        logits, attention = [], []
         for t in range(tokens.shape[1]):
-            step_logits, state, context, _ = self._step(previous, state, context, keys, memory, mask)
+            step_logits, state, context, weights = self._step(previous, state, context, keys, memory, mask)
             logits.append(step_logits)
+            attention.append(weights)
             previous = tokens[:, t]
-        return {"logits": torch.stack(logits, dim=1), "tokens": tokens}
+        return {"logits": torch.stack(logits, dim=1), "tokens": tokens, "attention": torch.stack(attention, dim=1)}
 
     #: Stop reasons, coded in the last column of :meth:`decode_windows`.
     STOP_CODES = ("eos", "length", "loop")
@@ -266,10 +273,50 @@ def window_token_targets(notes, start_s: float, duration_s: float, max_tokens: i
     return out
 
 
+def token_positions(tokens: torch.Tensor, positions_per_step: float) -> torch.Tensor:
+    """Where each target token happens, in attention positions.
+
+    Args:
+        tokens: (batch, n_tokens) int64 target tokens (TIME_SHIFT(k) advances time by k
+            steps of TIME_STEP_S).
+        positions_per_step: attention positions per 10 ms time step
+            (frame rate * TIME_STEP_S / memory_stride).
+
+    Returns:
+        (batch, n_tokens) float: the window time before each token is read, i.e. a
+        NOTE_ON / NOTE_OFF sits at its event time and a TIME_SHIFT at the time it starts from.
+    """
+    shifts = torch.where((tokens >= SHIFT_BASE) & (tokens < EOS), tokens - SHIFT_BASE + 1, torch.zeros_like(tokens))
+    before = torch.cumsum(shifts, dim=1) - shifts
+    return before.float() * positions_per_step
+
+
+def guided_attention_loss(attention: torch.Tensor, tokens: torch.Tensor, positions_per_step: float,
+                          sigma: float) -> torch.Tensor:
+    """Mean attention mass away from each token's time (after Tachibana et al. 2017).
+
+    ``attention`` (batch, n_tokens, n_positions) from the teacher-forced pass; every
+    NOTE_ON / NOTE_OFF / TIME_SHIFT token pays ``sum_j w_j * (1 - exp(-(j - p)^2 / (2 sigma^2)))``
+    for its position ``p`` (:func:`token_positions`); EOS and PAD pay nothing.
+    """
+    target = token_positions(tokens, positions_per_step)
+    grid = torch.arange(attention.shape[-1], device=attention.device, dtype=torch.float32)
+    penalty = 1.0 - torch.exp(-((grid[None, None, :] - target[..., None]) ** 2) / (2.0 * sigma**2))
+    valid = (tokens < EOS).float()
+    per_token = (attention.float() * penalty).sum(dim=-1)
+    return (per_token * valid).sum() / valid.sum().clamp(min=1.0)
+
+
 def seq2seq_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
-                 class_weights: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Class-weighted token cross-entropy (PAD ignored), mean over weighted tokens."""
+                 class_weights: torch.Tensor, guided_attention_weight: float = 0.0,
+                 positions_per_step: float = 0.25, sigma: float = 3.0) -> dict[str, torch.Tensor]:
+    """Class-weighted token cross-entropy (PAD ignored), mean over weighted tokens, plus
+    the weighted guided-attention loss when ``guided_attention_weight`` > 0."""
     logits, tokens = outputs["logits"], outputs["tokens"]
     loss = nn.functional.cross_entropy(logits.reshape(-1, VOCAB_SIZE).float(), tokens.reshape(-1),
                                        weight=class_weights.to(logits.device), ignore_index=PAD)
-    return {"tokens": loss}
+    terms = {"tokens": loss}
+    if guided_attention_weight > 0:
+        terms["attention"] = guided_attention_weight * guided_attention_loss(
+            outputs["attention"], tokens, positions_per_step, sigma)
+    return terms

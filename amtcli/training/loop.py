@@ -50,17 +50,17 @@ def _setup_distributed() -> tuple[int, int, torch.device]:
 def validate(loaded: LoadedModel, recordings) -> dict[str, float]:
     """Mean note-onset / note-with-offset / frame F1 of ``loaded`` on ``recordings``.
 
-    Posteriors are computed once and decoded with both note-start rules at default
-    thresholds; the rule with the better mean onset F1 is reported (an Onsets-and-Frames
-    model's onset head learns later than its frame head, and the best checkpoint should
-    not be chosen by a rule it will not be decoded with).
+    Posteriors are computed once and decoded with each candidate of
+    :func:`validation_decodings`; the one with the better mean onset F1 is reported (an
+    Onsets-and-Frames model's onset head learns later than its frame head, a CTC model's
+    tokens stay below the blank for long, and the best checkpoint should not be chosen by
+    a rule it will not be decoded with).
     """
     import numpy as np
 
     from amtcli.audio import Audio
     from amtcli.evaluation import evaluate_notes, mean_result
     from amtcli.inference import decode_chunks, output_kind, stitched_posteriors, transcribe
-    from amtcli.options import DecodeOptions
 
     if output_kind(loaded) == "tokens":
         best = mean_result([
@@ -75,8 +75,7 @@ def validate(loaded: LoadedModel, recordings) -> dict[str, float]:
         for rec in recordings
     ]
     best = None
-    for start in ("onset", "frame") if "onset" in loaded.module.CHANNELS else ("frame",):
-        options = DecodeOptions(note_start=start)
+    for options in validation_decodings(loaded):
         mean = mean_result([
             evaluate_notes(list(rec.notes), decode_chunks(loaded, [p], options), name=rec.name)
             for rec, p in zip(recordings, posteriors)
@@ -84,6 +83,20 @@ def validate(loaded: LoadedModel, recordings) -> dict[str, float]:
         if best is None or mean.note_onset.f1 > best.note_onset.f1:
             best = mean
     return {"val_onset_f1": best.note_onset.f1, "val_offset_f1": best.note_offset.f1, "val_frame_f1": best.frame.f1}
+
+
+def validation_decodings(loaded: LoadedModel) -> list:
+    """Decoding options tried at validation: both note-start rules for a model with an
+    onset head, blank offsets 0-3 for a CTC model (tuned after training with
+    ``benchmarks/tune_decoding.py``), the defaults otherwise."""
+    from amtcli.inference import output_kind
+    from amtcli.options import DecodeOptions
+
+    if output_kind(loaded) == "ctc":
+        return [DecodeOptions(note_start="frame", blank_offset=b) for b in (0.0, 1.0, 2.0, 3.0)]
+    if "onset" in loaded.module.CHANNELS:
+        return [DecodeOptions(note_start="onset"), DecodeOptions(note_start="frame")]
+    return [DecodeOptions(note_start="frame")]
 
 
 def _write_metrics(path: Path, rows: list[dict]) -> None:
