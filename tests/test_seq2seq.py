@@ -34,21 +34,22 @@ def test_teacher_forced_shapes_and_padding_trim():
 
 
 def test_token_positions_follow_the_time_shifts():
-    """0.2 s shift, NOTE_ON 69, 0.5 s shift, NOTE_OFF 69, EOS at 25 positions per second."""
+    """0.2 s shift, NOTE_ON 69, 0.5 s shift, NOTE_OFF 69, EOS at 25 positions per second:
+    a shift sits where it moves to, an event at its time."""
     tokens = torch.tensor([[SHIFT_BASE + 19, 69 - 21, SHIFT_BASE + 49, NOTE_OFF_BASE + 69 - 21, EOS, PAD]])
     positions = token_positions(tokens, positions_per_step=0.25)
-    assert positions.tolist() == [[0.0, 5.0, 5.0, 17.5, 17.5, 17.5]]
+    assert positions.tolist() == [[5.0, 5.0, 17.5, 17.5, 17.5, 17.5]]
 
 
 def test_guided_attention_loss_is_zero_on_the_diagonal_and_grows_away_from_it():
-    tokens = torch.tensor([[SHIFT_BASE + 19, 69 - 21, EOS, PAD]])  # positions 0, 5 (EOS, PAD ignored)
+    tokens = torch.tensor([[SHIFT_BASE + 19, 69 - 21, EOS, PAD]])  # positions 5, 5 (EOS, PAD ignored)
     on_time = torch.zeros(1, 4, 25)
-    on_time[0, 0, 0] = on_time[0, 1, 5] = 1.0
+    on_time[0, 0, 5] = on_time[0, 1, 5] = 1.0
     on_time[0, 2, 24] = on_time[0, 3, 24] = 1.0                   # EOS / PAD may look anywhere
     assert float(guided_attention_loss(on_time, tokens, 0.25, sigma=3.0)) == pytest.approx(0.0, abs=1e-6)
     late = torch.zeros(1, 4, 25)
     late[0, :, 20] = 1.0
-    expected = np.mean([1 - np.exp(-(20 - p) ** 2 / 18) for p in (0, 5)])
+    expected = 1 - np.exp(-(20 - 5) ** 2 / 18)
     assert float(guided_attention_loss(late, tokens, 0.25, sigma=3.0)) == pytest.approx(expected, rel=1e-5)
 
 
@@ -72,7 +73,7 @@ def test_attention_ignores_padded_frames():
     assert mask[0, :20].all() and not mask[0, 20:].any()
     keys = model.attn_memory(memory)
     with torch.no_grad():
-        _, weights = model._attend(torch.randn(1, SMALL.decoder_units), keys, memory, mask)
+        _, weights = model._attend(torch.randn(1, SMALL.decoder_units), keys, memory, mask, torch.zeros(1, 25))
     assert weights.dtype == torch.float32
     assert float(weights[0, 20:].sum()) < 1e-6 and float(weights[0].sum()) == pytest.approx(1.0, abs=1e-5)
 
@@ -152,3 +153,21 @@ def test_attention_png_per_window_and_refused_for_other_families(tmp_path, rando
     refused = runner.invoke(app, ["transcribe", str(tmp_path / "a.wav"), "-o", str(tmp_path / "b.csv"),
                                   "--model", random_onf_checkpoint, "--attention-png", str(tmp_path / "att2")])
     assert refused.exit_code == 2 and "needs a seq2seq model" in refused.output
+
+
+def test_location_sensitive_attention_and_time_features_decode_like_the_plain_model():
+    """Same shapes and stop rules with location_kernel and position_dim; greedy equals
+    beam width 1's first choice path, and the memory grows by the time features."""
+    torch.manual_seed(0)
+    config = Seq2SeqConfig(**{**SMALL.__dict__, "location_kernel": 5, "location_channels": 2, "position_dim": 4})
+    model = Seq2SeqTranscriber(config).eval()
+    audio, tokens, _ = tone_batch()
+    memory, _ = model.encode(audio)
+    assert memory.shape == (2, 25, 2 * 8 + 4)
+    out = model(audio, tokens)
+    assert out["logits"].shape[:2] == out["attention"].shape[:2] == tokens[:, : out["tokens"].shape[1]].shape
+    greedy = model.greedy(audio[:1])[0]
+    beam = model.beam(audio[:1], width=1)[0]
+    assert greedy["tokens"] == beam["tokens"] and greedy["stopped"] in Seq2SeqTranscriber.STOP_CODES
+    out["logits"].sum().backward()
+    assert model.attn_location_conv.weight.grad.abs().sum() > 0

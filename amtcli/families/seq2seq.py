@@ -8,7 +8,10 @@ After the Seq2Seq model of the "CTC vs. Seq2Seq" study:
 * decoder: an LSTM cell with additive (Bahdanau) attention and input feeding: the
   input at step t is [emb(y_{t-1}); c_{t-1}], logits come from [h_t; c_t];
   attention energies are computed in float32 and padded frames are filled with -1e4
-  before the softmax;
+  before the softmax. Optionally the energies also see a convolution of the previous
+  step's attention weights (location-sensitive attention, Chorowski et al. 2015:
+  ``location_kernel``) and the memory carries sinusoidal features of each position's
+  time (``position_dim``), so a context vector says *when* it looked;
 * loss: cross-entropy with per-class weights (NOTE_ON, NOTE_OFF, TIME_SHIFT, EOS
   differ in frequency by an order of magnitude), teacher forcing;
 * decoding: greedy or beam search, stopping at EOS, at ``max_decode_tokens`` or when
@@ -51,6 +54,10 @@ class Seq2SeqConfig(FamilyConfig):
             (:func:`guided_attention_loss`); 0 leaves the attention unsupervised.
         guided_attention_sigma: its tolerance in attention positions (one position is
             ``memory_stride`` frames).
+        location_kernel: width (positions) of the convolution over the previous attention
+            weights in the energies; 0 turns location-sensitive attention off.
+        location_channels: its output channels.
+        position_dim: sinusoidal time features appended to every memory position (0: none).
     """
 
     features: FeatureSpec = FeatureSpec(n_bins=128)
@@ -68,6 +75,9 @@ class Seq2SeqConfig(FamilyConfig):
     weight_eos: float = 2.0
     guided_attention_weight: float = 0.0
     guided_attention_sigma: float = 3.0
+    location_kernel: int = 0
+    location_channels: int = 8
+    position_dim: int = 0
 
     def class_weights(self) -> torch.Tensor:
         """(VOCAB_SIZE,) cross-entropy weights; PAD and SOS weigh 0."""
@@ -98,13 +108,17 @@ class Seq2SeqTranscriber(nn.Module):
         self.norm = nn.BatchNorm1d(spec.n_bins)
         self.acoustic = ConvStack(spec.n_bins, config.conv_channels, config.model_dim)
         self.encoder = nn.LSTM(config.model_dim, config.encoder_units, batch_first=True, bidirectional=True)
-        memory = 2 * config.encoder_units
+        memory = 2 * config.encoder_units + config.position_dim
         units = config.decoder_units
         self.embed = nn.Embedding(VOCAB_SIZE, config.embedding_dim, padding_idx=PAD)
         self.cell = nn.LSTMCell(config.embedding_dim + memory, units)
         self.attn_memory = nn.Linear(memory, units, bias=False)
         self.attn_query = nn.Linear(units, units)
         self.attn_v = nn.Linear(units, 1, bias=False)
+        if config.location_kernel:
+            self.attn_location_conv = nn.Conv1d(1, config.location_channels, config.location_kernel,
+                                                padding=config.location_kernel // 2, bias=False)
+            self.attn_location = nn.Linear(config.location_channels, units, bias=False)
         self.out = nn.Sequential(nn.Linear(units + memory, units), nn.Tanh(), nn.Linear(units, VOCAB_SIZE))
         self.register_buffer("class_weights", config.class_weights(), persistent=False)
 
@@ -121,6 +135,11 @@ class Seq2SeqTranscriber(nn.Module):
             acoustic = nn.functional.avg_pool1d(acoustic.transpose(1, 2), stride, stride, ceil_mode=True).transpose(1, 2)
         memory = self.encoder(acoustic)[0]
         n_positions = memory.shape[1]
+        if self.config.position_dim:
+            seconds = torch.arange(n_positions, device=memory.device, dtype=torch.float32) * (
+                stride / self.config.features.frame_rate_hz)
+            memory = torch.cat([memory, position_features(seconds, self.config.position_dim)
+                                .to(memory.dtype)[None].expand(memory.shape[0], -1, -1)], dim=-1)
         if lengths is None:
             lengths = torch.full((memory.shape[0],), spec.shape[1], device=memory.device)
         positions = (lengths + stride - 1) // stride
@@ -129,25 +148,33 @@ class Seq2SeqTranscriber(nn.Module):
 
     # --- decoder -------------------------------------------------------------------------
     def _attend(self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor,
-                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Bahdanau attention: (batch, units) query -> context (batch, memory) and weights (batch, n_frames)."""
-        energy = self.attn_v(torch.tanh(keys.float() + self.attn_query(query).float()[:, None, :])).squeeze(-1)
+                mask: torch.Tensor, previous: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bahdanau attention: (batch, units) query and the previous step's weights
+        (batch, n_positions) -> context (batch, memory) and weights (batch, n_positions)."""
+        hidden = keys.float() + self.attn_query(query).float()[:, None, :]
+        if self.config.location_kernel:
+            location = self.attn_location_conv(previous.float()[:, None, :]).transpose(1, 2)
+            hidden = hidden + self.attn_location(location[:, : keys.shape[1]]).float()
+        energy = self.attn_v(torch.tanh(hidden)).squeeze(-1)
         energy = energy.masked_fill(~mask, MASKED_ENERGY)
         weights = torch.softmax(energy, dim=-1)
         context = torch.bmm(weights[:, None, :].to(memory.dtype), memory).squeeze(1)
         return context, weights
 
     def _start(self, memory: torch.Tensor):
+        """Initial decoder state (h, c, previous attention weights: all on position 0) and context."""
         batch = memory.shape[0]
         zeros = memory.new_zeros(batch, self.config.decoder_units)
-        return (zeros, zeros.clone()), memory.new_zeros(batch, memory.shape[-1])
+        weights = memory.new_zeros(batch, memory.shape[1])
+        weights[:, 0] = 1.0
+        return (zeros, zeros.clone(), weights), memory.new_zeros(batch, memory.shape[-1])
 
     def _step(self, previous: torch.Tensor, state, context, keys, memory, mask):
         """One decoder step with input feeding; returns (logits, state, context, weights)."""
-        h, c = self.cell(torch.cat([self.embed(previous), context], dim=-1), state)
-        context, weights = self._attend(h, keys, memory, mask)
+        h, c = self.cell(torch.cat([self.embed(previous), context], dim=-1), state[:2])
+        context, weights = self._attend(h, keys, memory, mask, state[2])
         logits = self.out(torch.cat([h, context], dim=-1))
-        return logits, (h, c), context, weights
+        return logits, (h, c, weights.to(memory.dtype)), context, weights
 
     def forward(self, audio: torch.Tensor, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         n_tokens = int((tokens != PAD).sum(dim=1).max()) if tokens.numel() else 0
@@ -230,10 +257,10 @@ class Seq2SeqTranscriber(nn.Module):
                     break
                 candidates = [b for b in beams if b[4]]
                 prev = torch.tensor([b[1][-1] if b[1] else SOS for b in live], dtype=torch.long)
-                h = torch.cat([b[2][0] for b in live]); c = torch.cat([b[2][1] for b in live])
+                joined = tuple(torch.cat([b[2][k] for b in live]) for k in range(len(live[0][2])))
                 ctx = torch.cat([b[3] for b in live])
                 n = len(live)
-                logits, (h, c), ctx, _ = self._step(prev, (h, c), ctx, keys.expand(n, -1, -1),
+                logits, joined, ctx, _ = self._step(prev, joined, ctx, keys.expand(n, -1, -1),
                                                     memory.expand(n, -1, -1), mask.expand(n, -1))
                 log_probs = torch.log_softmax(logits.float(), dim=-1)
                 top = log_probs.topk(width, dim=-1)
@@ -241,7 +268,8 @@ class Seq2SeqTranscriber(nn.Module):
                     for lp, token in zip(top.values[j].tolist(), top.indices[j].tolist()):
                         new_tokens = tokens + ([token] if token != EOS else [])
                         reason = "eos" if token == EOS else ("loop" if is_looping(new_tokens) else "")
-                        candidates.append((score + lp, new_tokens, (h[j : j + 1], c[j : j + 1]), ctx[j : j + 1], reason))
+                        candidates.append((score + lp, new_tokens, tuple(x[j : j + 1] for x in joined),
+                                           ctx[j : j + 1], reason))
                 beams = sorted(candidates, key=lambda b: -b[0] / max(len(b[1]), 1))[:width]
             best = max(beams, key=lambda b: b[0] / max(len(b[1]), 1))
             results.append({"tokens": best[1], "stopped": best[4] or "length"})
@@ -273,6 +301,14 @@ def window_token_targets(notes, start_s: float, duration_s: float, max_tokens: i
     return out
 
 
+def position_features(seconds: torch.Tensor, dim: int) -> torch.Tensor:
+    """(n,) times in seconds -> (n, dim) sin / cos features, periods from 80 ms to about 10 s."""
+    periods = 0.08 * (125.0 ** (torch.arange(dim // 2, dtype=torch.float32, device=seconds.device)
+                                / max(dim // 2 - 1, 1)))
+    angles = 2 * np.pi * seconds[:, None] / periods[None, :]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
 def token_positions(tokens: torch.Tensor, positions_per_step: float) -> torch.Tensor:
     """Where each target token happens, in attention positions.
 
@@ -283,12 +319,12 @@ def token_positions(tokens: torch.Tensor, positions_per_step: float) -> torch.Te
             (frame rate * TIME_STEP_S / memory_stride).
 
     Returns:
-        (batch, n_tokens) float: the window time before each token is read, i.e. a
-        NOTE_ON / NOTE_OFF sits at its event time and a TIME_SHIFT at the time it starts from.
+        (batch, n_tokens) float: a NOTE_ON / NOTE_OFF sits at its event time and a
+        TIME_SHIFT at the time it moves to, so the decoder looks at the next event
+        while it chooses how far to shift.
     """
     shifts = torch.where((tokens >= SHIFT_BASE) & (tokens < EOS), tokens - SHIFT_BASE + 1, torch.zeros_like(tokens))
-    before = torch.cumsum(shifts, dim=1) - shifts
-    return before.float() * positions_per_step
+    return torch.cumsum(shifts, dim=1).float() * positions_per_step
 
 
 def guided_attention_loss(attention: torch.Tensor, tokens: torch.Tensor, positions_per_step: float,
