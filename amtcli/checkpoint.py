@@ -96,7 +96,8 @@ def _seq2seq() -> FamilySpec:
         return partial(seq2seq_loss, class_weights=config.class_weights(),
                        guided_attention_weight=config.guided_attention_weight,
                        positions_per_step=config.features.frame_rate_hz * TIME_STEP_S / config.memory_stride,
-                       sigma=config.guided_attention_sigma)
+                       sigma=config.guided_attention_sigma, frame_loss_weight=config.frame_loss_weight,
+                       memory_stride=config.memory_stride)
 
     def note_targets(cfg: dict):
         limit = Seq2SeqConfig.from_dict(cfg).max_target_tokens

@@ -171,3 +171,20 @@ def test_location_sensitive_attention_and_time_features_decode_like_the_plain_mo
     assert greedy["tokens"] == beam["tokens"] and greedy["stopped"] in Seq2SeqTranscriber.STOP_CODES
     out["logits"].sum().backward()
     assert model.attn_location_conv.weight.grad.abs().sum() > 0
+
+
+def test_encoder_frame_loss_uses_frame_targets_pooled_to_memory_positions():
+    from amtcli.training.targets import frame_targets
+
+    config = Seq2SeqConfig(**{**SMALL.__dict__, "frame_loss_weight": 1.0})
+    model = Seq2SeqTranscriber(config)
+    audio, tokens, notes = tone_batch()
+    frames = torch.from_numpy(np.stack([frame_targets(notes, 0.0, 50, 50.0)["frame"]] * 2))
+    out = model(audio, tokens)
+    assert out["frame"].shape == (2, 25, 88)
+    losses = get_family("seq2seq").loss(config.to_dict())(out, {"tokens": tokens, "frame": frames})
+    pooled = frames.reshape(2, 25, 2, 88).amax(dim=2)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(out["frame"], pooled)
+    assert torch.allclose(losses["frame"], expected) and float(pooled[0, :, 69 - 21].sum()) > 0
+    losses["frame"].backward()
+    assert model.encoder.weight_ih_l0.grad.abs().sum() > 0

@@ -31,6 +31,7 @@ from amtcli.families.onsets_frames import ConvStack
 from amtcli.families.config import FamilyConfig
 from amtcli.features import build_frontend
 from amtcli.options import FeatureSpec
+from amtcli.types import N_KEYS
 
 FAMILY = "seq2seq"
 MASKED_ENERGY = -1e4
@@ -58,6 +59,8 @@ class Seq2SeqConfig(FamilyConfig):
             weights in the energies; 0 turns location-sensitive attention off.
         location_channels: its output channels.
         position_dim: sinusoidal time features appended to every memory position (0: none).
+        frame_loss_weight: weight of an auxiliary frame-activity BCE on the encoder (a
+            linear 88-key read-out per memory position); 0: no frame head.
     """
 
     features: FeatureSpec = FeatureSpec(n_bins=128)
@@ -78,6 +81,7 @@ class Seq2SeqConfig(FamilyConfig):
     location_kernel: int = 0
     location_channels: int = 8
     position_dim: int = 0
+    frame_loss_weight: float = 0.0
 
     def class_weights(self) -> torch.Tensor:
         """(VOCAB_SIZE,) cross-entropy weights; PAD and SOS weigh 0."""
@@ -120,6 +124,8 @@ class Seq2SeqTranscriber(nn.Module):
                                                 padding=config.location_kernel // 2, bias=False)
             self.attn_location = nn.Linear(config.location_channels, units, bias=False)
         self.out = nn.Sequential(nn.Linear(units + memory, units), nn.Tanh(), nn.Linear(units, VOCAB_SIZE))
+        if config.frame_loss_weight > 0:
+            self.frame_head = nn.Linear(2 * config.encoder_units, N_KEYS)
         self.register_buffer("class_weights", config.class_weights(), persistent=False)
 
     # --- encoder -------------------------------------------------------------------------
@@ -182,6 +188,9 @@ class Seq2SeqTranscriber(nn.Module):
         memory, mask = self.encode(audio)
         keys = self.attn_memory(memory)
         state, context = self._start(memory)
+        extra = {}
+        if self.config.frame_loss_weight > 0:
+            extra["frame"] = self.frame_head(memory[..., : 2 * self.config.encoder_units])
         previous = torch.full((tokens.shape[0],), SOS, dtype=torch.long, device=tokens.device)
         logits, attention = [], []
         for t in range(tokens.shape[1]):
@@ -189,7 +198,8 @@ class Seq2SeqTranscriber(nn.Module):
             logits.append(step_logits)
             attention.append(weights)
             previous = tokens[:, t]
-        return {"logits": torch.stack(logits, dim=1), "tokens": tokens, "attention": torch.stack(attention, dim=1)}
+        return {"logits": torch.stack(logits, dim=1), "tokens": tokens, "attention": torch.stack(attention, dim=1),
+                **extra}
 
     #: Stop reasons, coded in the last column of :meth:`decode_windows`.
     STOP_CODES = ("eos", "length", "loop")
@@ -345,9 +355,12 @@ def guided_attention_loss(attention: torch.Tensor, tokens: torch.Tensor, positio
 
 def seq2seq_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
                  class_weights: torch.Tensor, guided_attention_weight: float = 0.0,
-                 positions_per_step: float = 0.25, sigma: float = 3.0) -> dict[str, torch.Tensor]:
+                 positions_per_step: float = 0.25, sigma: float = 3.0, frame_loss_weight: float = 0.0,
+                 memory_stride: int = 2) -> dict[str, torch.Tensor]:
     """Class-weighted token cross-entropy (PAD ignored), mean over weighted tokens, plus
-    the weighted guided-attention loss when ``guided_attention_weight`` > 0."""
+    the weighted guided-attention loss when ``guided_attention_weight`` > 0 and the
+    encoder's frame-activity BCE (frame targets max-pooled to memory positions) when
+    ``frame_loss_weight`` > 0."""
     logits, tokens = outputs["logits"], outputs["tokens"]
     loss = nn.functional.cross_entropy(logits.reshape(-1, VOCAB_SIZE).float(), tokens.reshape(-1),
                                        weight=class_weights.to(logits.device), ignore_index=PAD)
@@ -355,4 +368,9 @@ def seq2seq_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tens
     if guided_attention_weight > 0:
         terms["attention"] = guided_attention_weight * guided_attention_loss(
             outputs["attention"], tokens, positions_per_step, sigma)
+    if frame_loss_weight > 0:
+        frame = outputs["frame"]
+        pooled = nn.functional.max_pool1d(targets["frame"].float().transpose(1, 2), memory_stride, memory_stride,
+                                          ceil_mode=True).transpose(1, 2)[:, : frame.shape[1]]
+        terms["frame"] = frame_loss_weight * nn.functional.binary_cross_entropy_with_logits(frame.float(), pooled)
     return terms
