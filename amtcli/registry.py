@@ -139,7 +139,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='f782f2fefa35f2840272e45418602fb7eec8ffe7bf724ce5a71bf4b871029692', size=967),
             ModelFile('model.safetensors', sha256='3f1f1565ea2da8236ba4dade9b1da1f3c857909ec8b94d36dfebbc3243816acf', size=2764952),
-            ModelFile('README.md', sha256='390895db4e0e8eb70823c482ab354c8b41e68e9a8ba4ab0bf268d790006febc0', size=4751),
+            ModelFile('README.md', sha256='d524d02522c97fb95ae8b1bda48304fc52333d1a9dc38af68df99c7e4cab0d2b', size=4882),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.686, 'note-onset F1, realdev (Bach10, mean)': 0.595, 'frame F1, realdev': 0.85},
     ),
@@ -152,7 +152,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='3f34777ef4a12f01d5153b9a9835fddec5d77af123ccf569e1763fffba90b99b', size=607),
             ModelFile('model.safetensors', sha256='8bc8ae2af0ebe4a15797048553b0436016033b1485ea9005dbbbaa817811d9cf', size=2580384),
-            ModelFile('README.md', sha256='fb33a95d52ae5a127af06eeacbd73e6acd266cb48f1ee5a3e3a5cc70c9306612', size=4715),
+            ModelFile('README.md', sha256='e48dffb038485f6bce13f3e1e27fef77b0d74c03dd4956a69433188860017d2c', size=4805),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.62, 'note-onset F1, realdev (Bach10, mean)': 0.505, 'frame F1, realdev': 0.87},
     ),
