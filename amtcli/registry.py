@@ -163,11 +163,11 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         repo_id=None,
         revision=None,
         files=(
-            ModelFile('config.json', sha256='26fa34a4e1bfefb7e3c16f068beca02c0a97e6588ef0566b367b9d9d3e8c5ff9', size=1075),
-            ModelFile('model.safetensors', sha256='a23efc98c3b817b72277dc61794ab8b72b8b6e4735a3fc6733efe4238e9b02dd', size=2177904),
-            ModelFile('README.md', sha256='790db8780ab00e70bcc763f48b586fa74b81eadb7618007d21da389c23c335c7', size=5671),
+            ModelFile('config.json', sha256='c912e622c352383c8e46fa39623bd5457b39ca4b8e284f9a119c9ba9a1565b0d', size=1075),
+            ModelFile('model.safetensors', sha256='fb3ae76f6c2631542a7ed6d6eccd7747f18bf9c442ca21339ad280df4bfd8569', size=2177904),
+            ModelFile('README.md', sha256='c06ee5962fc01f6bbc8ef914cb1465b948f893af2298ccbab1b8dfefcfe1aa57', size=5731),
         ),
-        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.696, 'note-onset F1, realdev (Bach10, mean)': 0.544, 'frame F1, realdev': 0.642, 'token F1, synthetic test': 0.773},
+        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.712, 'note-onset F1, realdev (Bach10, mean)': 0.578, 'frame F1, realdev': 0.638, 'token F1, synthetic test': 0.782},
     ),
 )
 
