@@ -32,11 +32,16 @@ def notes_to_tokens(notes: list[Note]) -> list[int]:
     return [n.pitch - PIANO_LOW for n in ordered if 0 <= n.pitch - PIANO_LOW < N_KEYS]
 
 
+def onset_starts(onset_targets: np.ndarray) -> np.ndarray:
+    """(n_frames, 88) onset targets -> (n_frames, 88) bool, True at each note's first onset
+    frame (the rising edges of ``onset_targets > 0.5``; a label several frames wide is one note)."""
+    on = onset_targets > 0.5
+    return on & ~np.concatenate([np.zeros((1, on.shape[1]), dtype=bool), on[:-1]], axis=0)
+
+
 def onset_tokens(onset_targets: np.ndarray) -> list[int]:
     """Tokens from a (n_frames, 88) onset target: rising edges ordered by frame, then pitch."""
-    on = onset_targets > 0.5
-    starts = on & ~np.concatenate([np.zeros((1, on.shape[1]), dtype=bool), on[:-1]], axis=0)
-    frames, keys = np.nonzero(starts)
+    frames, keys = np.nonzero(onset_starts(onset_targets))
     return [int(k) for _, k in sorted(zip(frames, keys))]
 
 

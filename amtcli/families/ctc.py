@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from amtcli.decoding.ctc import BLANK, N_CTC_CLASSES, CTCLayout, onset_tokens
+from amtcli.decoding.ctc import BLANK, N_CTC_CLASSES, CTCLayout, onset_starts, onset_tokens
 from amtcli.families.losses import velocity_loss
 from amtcli.families.config import FamilyConfig
 from amtcli.features import build_frontend, feature_shape, with_channels
@@ -140,9 +140,8 @@ def aligned_slot_targets(onset_targets: np.ndarray, slots: int) -> np.ndarray:
         slots in pitch order; a chord with more notes than slots spills into the next
         frames' free slots (order kept); every other slot is BLANK.
     """
-    on = onset_targets > 0.5
-    starts = on & ~np.concatenate([np.zeros((1, on.shape[1]), dtype=bool), on[:-1]], axis=0)
-    n_frames = on.shape[0]
+    starts = onset_starts(onset_targets)
+    n_frames = starts.shape[0]
     path = np.full(n_frames * slots, BLANK, dtype=np.int64)
     pending: list[int] = []
     for t in range(n_frames):
