@@ -139,9 +139,9 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='f782f2fefa35f2840272e45418602fb7eec8ffe7bf724ce5a71bf4b871029692', size=967),
             ModelFile('model.safetensors', sha256='3f1f1565ea2da8236ba4dade9b1da1f3c857909ec8b94d36dfebbc3243816acf', size=2764952),
-            ModelFile('README.md', sha256='d524d02522c97fb95ae8b1bda48304fc52333d1a9dc38af68df99c7e4cab0d2b', size=4882),
+            ModelFile('README.md', sha256='210193bbcaa48987655122e6d4286ebee23775d450f0fdca2216c6927e6995e2', size=5065),
         ),
-        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.686, 'note-onset F1, realdev (Bach10, mean)': 0.595, 'frame F1, realdev': 0.85},
+        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.688, 'note-onset F1, realdev (Bach10, mean)': 0.595, 'frame F1, realdev': 0.85},
     ),
     ModelEntry(
         name='onf',
@@ -152,7 +152,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='3f34777ef4a12f01d5153b9a9835fddec5d77af123ccf569e1763fffba90b99b', size=607),
             ModelFile('model.safetensors', sha256='8bc8ae2af0ebe4a15797048553b0436016033b1485ea9005dbbbaa817811d9cf', size=2580384),
-            ModelFile('README.md', sha256='e48dffb038485f6bce13f3e1e27fef77b0d74c03dd4956a69433188860017d2c', size=4805),
+            ModelFile('README.md', sha256='a71b469c70e6d4447d7f5a46d5db156ec552b0cf75c9006160d0350cf7dd48f2', size=4920),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.62, 'note-onset F1, realdev (Bach10, mean)': 0.505, 'frame F1, realdev': 0.87},
     ),
@@ -165,7 +165,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='c912e622c352383c8e46fa39623bd5457b39ca4b8e284f9a119c9ba9a1565b0d', size=1075),
             ModelFile('model.safetensors', sha256='fb3ae76f6c2631542a7ed6d6eccd7747f18bf9c442ca21339ad280df4bfd8569', size=2177904),
-            ModelFile('README.md', sha256='c06ee5962fc01f6bbc8ef914cb1465b948f893af2298ccbab1b8dfefcfe1aa57', size=5731),
+            ModelFile('README.md', sha256='eadf0b1cb11bf500e201cfba197d8b2104b7c2c3f2bfc6cb5bf91fbc1618726e', size=6076),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.712, 'note-onset F1, realdev (Bach10, mean)': 0.578, 'frame F1, realdev': 0.638, 'token F1, synthetic test': 0.782},
     ),
