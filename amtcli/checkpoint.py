@@ -90,14 +90,12 @@ def _seq2seq() -> FamilySpec:
     from amtcli.families.seq2seq import Seq2SeqConfig, Seq2SeqTranscriber, seq2seq_loss, window_token_targets
 
     def loss(cfg: dict):
-        from amtcli.decoding.tokens import TIME_STEP_S
-
         config = Seq2SeqConfig.from_dict(cfg)
         return partial(seq2seq_loss, class_weights=config.class_weights(),
                        guided_attention_weight=config.guided_attention_weight,
-                       positions_per_step=config.features.frame_rate_hz * TIME_STEP_S / config.memory_stride,
+                       positions_per_step=config.positions_per_step,
                        sigma=config.guided_attention_sigma, frame_loss_weight=config.frame_loss_weight,
-                       memory_stride=config.memory_stride)
+                       memory_stride=config.memory_stride, onset_loss_weight=config.onset_loss_weight)
 
     def note_targets(cfg: dict):
         limit = Seq2SeqConfig.from_dict(cfg).max_target_tokens
@@ -185,6 +183,45 @@ def read_config(folder: Path) -> dict:
     if not isinstance(payload, dict) or "family" not in payload or "config" not in payload:
         raise ModelError(f"{path}: config must have 'family' and 'config' keys")
     return payload
+
+
+def copy_weights(module: nn.Module, folder: str | os.PathLike, prefixes: tuple[str, ...]) -> int:
+    """Copy the weights under ``prefixes`` (dotted parameter-name prefixes) from the
+    checkpoint in ``folder`` into ``module``; returns how many tensors were copied.
+    ``"target=source"`` copies the source's ``source.*`` into this model's ``target.*``
+    (e.g. ``"acoustic=transcriber"``).
+
+    Raises ModelError when the checkpoint is unreadable, a prefix matches nothing in
+    either model, or a shape differs.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights = Path(folder) / WEIGHTS_FILE
+    try:
+        source = load_file(str(weights))
+    except FileNotFoundError:
+        raise ModelError(f"{weights}: not found (the [init] checkpoint)") from None
+    except (SafetensorError, OSError) as exc:
+        raise ModelError(f"{weights}: unreadable weights ({exc})") from None
+    target = module.state_dict()
+    copied = {}
+    for entry in prefixes:
+        prefix, _, source_prefix = entry.partition("=")
+        source_prefix = source_prefix or prefix
+        names = [k for k in target if k == prefix or k.startswith(prefix + ".")]
+        if not names:
+            raise ModelError(f"[init] module {prefix!r} is not in this model")
+        for name in names:
+            source_name = source_prefix + name[len(prefix):]
+            if source_name not in source:
+                raise ModelError(f"{weights}: has no {source_name!r} for [init] module {entry!r}")
+            if source[source_name].shape != target[name].shape:
+                raise ModelError(f"{weights}: {source_name!r} is {tuple(source[source_name].shape)}, "
+                                 f"this model needs {tuple(target[name].shape)}")
+            copied[name] = source[source_name]
+    module.load_state_dict(copied, strict=False)
+    return len(copied)
 
 
 def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu", name: str | None = None) -> LoadedModel:

@@ -7,6 +7,7 @@ from amtcli.checkpoint import load_checkpoint, save_checkpoint
 from amtcli.errors import ModelError
 from amtcli.families.onsets_frames import OnsetsFrames, OnsetsFramesConfig, onsets_frames_loss
 from amtcli.inference import transcribe
+from amtcli.options import FeatureSpec
 from amtcli.training.steps import train_step
 from amtcli.training.targets import frame_targets
 from amtcli.types import Note
@@ -95,3 +96,34 @@ def test_reattack_gap_breaks_the_frame_target_before_a_repeated_note():
     assert np.array_equal(split["onset"], plain["onset"])   # onsets are untouched
     lone = frame_targets([Note(0.1, 0.5, 60)], 0.0, 50, 50.0, reattack_gap_frames=1)
     assert lone["frame"][:, 39].sum() == 20                 # a note without a successor keeps its end
+
+
+DILATED = OnsetsFramesConfig(features=FeatureSpec(n_bins=64), acoustic="dilated", stem_channels=4, model_dim=16,
+                             blocks=1, dilations=(1, 2), lstm_units=8)
+
+
+def test_dilated_acoustic_model_takes_the_cnn_trunk_and_its_weights(tmp_path):
+    """With acoustic = "dilated" the heads sit on the cnn family's trunk, whose weights
+    copy over from a cnn checkpoint (trunk renamed transcriber -> acoustic); the result
+    round-trips strictly through a checkpoint."""
+    from amtcli.checkpoint import copy_weights
+    from amtcli.families.framewise_cnn import FramewiseCNN, FramewiseCNNConfig
+
+    torch.manual_seed(0)
+    cnn = FramewiseCNN(FramewiseCNNConfig(features=FeatureSpec(n_bins=64), stem_channels=4, model_dim=16, blocks=1,
+                                          dilations=(1, 2)))
+    save_checkpoint(tmp_path / "cnn", "cnn", cnn.config.to_dict(), cnn)
+    model = OnsetsFrames(DILATED)
+    copy_weights(model, tmp_path / "cnn", ("norm", "acoustic=transcriber"))
+    cnn.eval(), model.eval()
+    audio = torch.randn(1, 16000)
+    with torch.no_grad():
+        expected = cnn.transcriber.features(cnn.normalised_spectrum(audio)).transpose(1, 2)
+        assert torch.allclose(model.acoustic_features(audio), expected, atol=1e-6)
+    out = model(torch.zeros(2, 16000 * 2))
+    assert all(v.shape == (2, 100, 88) for v in out.values())
+    save_checkpoint(tmp_path / "onf", "onf", DILATED.to_dict(), model)
+    loaded = load_checkpoint(tmp_path / "onf")
+    assert loaded.config["acoustic"] == "dilated" and loaded.config["dilations"] == [1, 2]
+    with pytest.raises(ValueError, match="acoustic"):
+        OnsetsFramesConfig(acoustic="transformer")

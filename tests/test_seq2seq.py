@@ -73,7 +73,8 @@ def test_attention_ignores_padded_frames():
     assert mask[0, :20].all() and not mask[0, 20:].any()
     keys = model.attn_memory(memory)
     with torch.no_grad():
-        _, weights = model._attend(torch.randn(1, SMALL.decoder_units), keys, memory, mask, torch.zeros(1, 25))
+        _, weights = model._attend(torch.randn(1, SMALL.decoder_units), keys, memory, mask, torch.zeros(1, 25),
+                                   torch.zeros(1))
     assert weights.dtype == torch.float32
     assert float(weights[0, 20:].sum()) < 1e-6 and float(weights[0].sum()) == pytest.approx(1.0, abs=1e-5)
 
@@ -188,3 +189,86 @@ def test_encoder_frame_loss_uses_frame_targets_pooled_to_memory_positions():
     assert torch.allclose(losses["frame"], expected) and float(pooled[0, :, 69 - 21].sum()) > 0
     losses["frame"].backward()
     assert model.encoder.weight_ih_l0.grad.abs().sum() > 0
+
+
+WINDOWED = Seq2SeqConfig(**{**SMALL.__dict__, "attention_window_s": 0.6, "attention_back": 1, "relative_dim": 4})
+
+
+def test_windowed_attention_stays_between_just_before_now_and_the_window_ahead():
+    """At 25 positions/s a 0.6 s window covers 15 positions ahead; now = 20 steps (0.2 s)
+    is position 5, so only positions 4..20 may get weight, and the context carries
+    the relative-offset embedding."""
+    torch.manual_seed(0)
+    model = Seq2SeqTranscriber(WINDOWED).eval()
+    memory, mask = model.encode(torch.randn(1, 16000))
+    keys = model.attn_memory(memory)
+    with torch.no_grad():
+        context, weights = model._attend(torch.randn(1, 16), keys, memory, mask, torch.zeros(1, 25),
+                                         torch.tensor([20.0]))
+    assert context.shape == (1, 2 * 8 + 4)
+    assert float(weights[0, 4:21].sum()) == pytest.approx(1.0, abs=1e-5)
+    assert float(weights[0, :4].sum() + weights[0, 21:].sum()) < 1e-6
+
+
+def test_current_time_is_the_sum_of_shifts_read_so_far_under_teacher_forcing():
+    torch.manual_seed(0)
+    model = Seq2SeqTranscriber(WINDOWED)
+    audio, tokens, _ = tone_batch()      # SHIFT(20) ON(69) SHIFT(50) OFF(69) EOS
+    assert tokens[0, :5].tolist() == [SHIFT_BASE + 19, 69 - 21, SHIFT_BASE + 49, NOTE_OFF_BASE + 69 - 21, EOS]
+    with torch.no_grad():
+        attention = model(audio, tokens)["attention"][0]
+    for step, now_steps in enumerate([0, 20, 20, 70, 70]):
+        position = now_steps // 4                           # 4 steps of 10 ms per 40 ms position
+        inside = attention[step, max(position - 1, 0): position + 16].sum()
+        assert float(attention[step].sum()) == pytest.approx(1.0, abs=1e-5)
+        assert float(inside) == pytest.approx(1.0, abs=1e-5), step
+
+
+def test_windowed_model_learns_one_note_and_decodes_it():
+    torch.manual_seed(0)
+    model = Seq2SeqTranscriber(WINDOWED)
+    audio, tokens, notes = tone_batch()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    loss = get_family("seq2seq").loss(WINDOWED.to_dict())
+    for _ in range(80):
+        train_step(model, loss, optimizer, audio, {"tokens": tokens}, 3.0, teacher_forced=True)
+    model.eval()
+    expected = encode_window(notes, 0.0, 1.0)[:-1]
+    assert model.greedy(audio[:1])[0]["tokens"] == expected
+    assert model.beam(audio[:1], width=3)[0]["tokens"] == expected
+    assert model.relative.weight.grad is not None
+
+
+def test_decoding_stops_when_time_passes_the_window_end():
+    """A decoder that only ever says TIME_SHIFT(1 s) reaches the end of a 1 s window
+    after one token and stops there (stop code "end"), greedy and beam alike."""
+    model = Seq2SeqTranscriber(SMALL).eval()
+    with torch.no_grad():
+        model.out[-1].bias.fill_(-100.0)
+        model.out[-1].bias[SHIFT_BASE + 99] = 100.0
+    audio, _, _ = tone_batch()
+    assert model._end_steps(model.encode(audio[:1])[1]) == [100.0]
+    greedy = model.greedy(audio[:1])[0]
+    assert greedy == {"tokens": [SHIFT_BASE + 99], "stopped": "end"}
+    assert model.beam(audio[:1], width=2)[0] == greedy
+    assert model.decode_windows(audio[:1])[0, -1] == Seq2SeqTranscriber.STOP_CODES.index("end")
+
+
+def test_encoder_onset_loss_uses_onset_targets():
+    from amtcli.training.targets import frame_targets
+
+    config = Seq2SeqConfig(**{**SMALL.__dict__, "onset_loss_weight": 2.0})
+    model = Seq2SeqTranscriber(config)
+    audio, tokens, notes = tone_batch()
+    onsets = torch.from_numpy(np.stack([frame_targets(notes, 0.0, 50, 50.0)["onset"]] * 2))
+    out = model(audio, tokens)
+    losses = get_family("seq2seq").loss(config.to_dict())(out, {"tokens": tokens, "onset": onsets})
+    pooled = onsets.reshape(2, 25, 2, 88).amax(dim=2)
+    expected = 2.0 * torch.nn.functional.binary_cross_entropy_with_logits(out["onset"], pooled)
+    assert torch.allclose(losses["onset"], expected) and float(pooled[0, :, 69 - 21].sum()) == 1.0
+    assert "frame" not in losses
+
+
+def test_relative_embeddings_need_a_window():
+    with pytest.raises(ValueError, match="attention_window_s"):
+        Seq2SeqTranscriber(Seq2SeqConfig(**{**SMALL.__dict__, "relative_dim": 4}))

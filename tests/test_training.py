@@ -198,3 +198,51 @@ def test_validation_tries_the_decodings_a_family_is_tuned_over():
     assert [o.blank_offset for o in validation_decodings(fake(ctc))] == [0.0, 1.0, 2.0, 3.0]
     assert [o.note_start for o in validation_decodings(fake(onf))] == ["onset", "frame"]
     assert [o.note_start for o in validation_decodings(fake(cnn))] == ["frame"]
+
+
+def test_init_copies_named_modules_from_another_checkpoint(tmp_path):
+    """[init] warm start: the seq2seq encoder's front (same shapes as onf's) is copied
+    tensor for tensor; a missing module or a shape mismatch is a one-line ModelError."""
+    import torch
+    from safetensors.torch import load_file
+
+    from amtcli.checkpoint import copy_weights, save_checkpoint
+    from amtcli.errors import ModelError
+    from amtcli.families.onsets_frames import OnsetsFrames, OnsetsFramesConfig
+    from amtcli.families.seq2seq import Seq2SeqConfig, Seq2SeqTranscriber
+    from amtcli.options import FeatureSpec
+
+    torch.manual_seed(0)
+    onf = OnsetsFramesConfig(features=FeatureSpec(n_bins=64), conv_channels=4, model_dim=16, lstm_units=8)
+    save_checkpoint(tmp_path / "onf", "onf", onf.to_dict(), OnsetsFrames(onf))
+    source = load_file(str(tmp_path / "onf" / "model.safetensors"))
+    seq = Seq2SeqTranscriber(Seq2SeqConfig(features=FeatureSpec(n_bins=64), conv_channels=4, model_dim=16,
+                                           encoder_units=8, decoder_units=16, embedding_dim=8))
+    before = {k: v.clone() for k, v in seq.state_dict().items()}
+    copied = copy_weights(seq, tmp_path / "onf", ("norm", "acoustic"))
+    after = seq.state_dict()
+    assert copied == sum(1 for k in after if k.startswith(("norm.", "acoustic.")))
+    for name in after:
+        if name.startswith(("norm.", "acoustic.")):
+            assert torch.equal(after[name], source[name])
+        else:
+            assert torch.equal(after[name], before[name])
+    with pytest.raises(ModelError, match="not in this model"):
+        copy_weights(seq, tmp_path / "onf", ("decoder",))
+    wide = Seq2SeqTranscriber(Seq2SeqConfig(features=FeatureSpec(n_bins=64), conv_channels=4, model_dim=24,
+                                            encoder_units=8, decoder_units=16, embedding_dim=8))
+    with pytest.raises(ModelError, match="needs"):
+        copy_weights(wide, tmp_path / "onf", ("acoustic",))
+
+
+def test_a_bad_init_section_is_a_one_line_error_before_training(tmp_path, tiny_dataset):
+    head, rest = RECIPE.format(steps=2).split("[data]")
+    bad_init = f'[init]\ncheckpoint = "{tmp_path / "missing"}"\nmodules = ["acoustic"]\n'
+    (tmp_path / "r.toml").write_text(f"{head}[data]{rest}{bad_init}")
+    result = CliRunner().invoke(app, ["train", "--recipe", str(tmp_path / "r.toml"), "--dataset", str(tiny_dataset),
+                                      "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code != 0 and "missing" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "run" / "metrics.csv").exists()
+    (tmp_path / "r.toml").write_text(f'{head}[data]{rest}[init]\ncheckpoint = "{tmp_path}"\n')
+    result = CliRunner().invoke(app, ["train", "--recipe", str(tmp_path / "r.toml"), "--dataset", str(tiny_dataset)])
+    assert result.exit_code == 2 and "modules" in result.output

@@ -65,26 +65,43 @@ class ResidualBlock(nn.Module):
         return x + self.layers(x)
 
 
-class Transcriber(nn.Module):
-    """Normalised spectrum (batch, n_frames, n_bins, channels) -> (frame, velocity) logits,
-    each (batch, n_frames, 88)."""
+class TemporalTrunk(nn.Module):
+    """Normalised spectrum (batch, n_frames, n_bins, channels) -> features
+    (batch, model_dim, n_frames): a 2-D conv stem over each frame's spectrum, a 1x1
+    projection, then ``blocks`` residual blocks of dilated 1-D convolutions over time.
+    Shared by ``cnn`` and the ``dilated`` acoustic model of ``onf``."""
 
-    def __init__(self, n_bins: int, in_channels: int, config: FramewiseCNNConfig):
+    def __init__(self, n_bins: int, in_channels: int, stem_channels: int, model_dim: int, blocks: int,
+                 dilations: tuple[int, ...]):
         super().__init__()
-        c = config.stem_channels
+        c = stem_channels
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d((1, 2)),
             nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d((1, 2)),
         )
-        self.project = nn.Conv1d(c * (n_bins // 4), config.model_dim, 1)
-        self.blocks = nn.Sequential(*[ResidualBlock(config.model_dim, config.dilations) for _ in range(config.blocks)])
+        self.project = nn.Conv1d(c * (n_bins // 4), model_dim, 1)
+        self.blocks = nn.Sequential(*[ResidualBlock(model_dim, dilations) for _ in range(blocks)])
+
+    def features(self, spec: torch.Tensor) -> torch.Tensor:
+        x = self.stem(spec.permute(0, 3, 1, 2))              # (batch, c, n_frames, n_bins // 4)
+        x = x.permute(0, 1, 3, 2).flatten(1, 2)               # (batch, c * n_bins // 4, n_frames)
+        return self.blocks(torch.relu(self.project(x)))
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        return self.features(spec)
+
+
+class Transcriber(TemporalTrunk):
+    """Normalised spectrum (batch, n_frames, n_bins, channels) -> (frame, velocity) logits,
+    each (batch, n_frames, 88)."""
+
+    def __init__(self, n_bins: int, in_channels: int, config: FramewiseCNNConfig):
+        super().__init__(n_bins, in_channels, config.stem_channels, config.model_dim, config.blocks, config.dilations)
         self.frame = nn.Conv1d(config.model_dim, N_KEYS, 1)
         self.velocity = nn.Conv1d(config.model_dim, N_KEYS, 1)
 
     def forward(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.stem(spec.permute(0, 3, 1, 2))              # (batch, c, n_frames, n_bins // 4)
-        x = x.permute(0, 1, 3, 2).flatten(1, 2)               # (batch, c * n_bins // 4, n_frames)
-        x = self.blocks(torch.relu(self.project(x)))
+        x = self.features(spec)
         return self.frame(x).transpose(1, 2), self.velocity(x).transpose(1, 2)
 
 

@@ -4,6 +4,11 @@ A shared convolutional acoustic model feeds four heads: onsets (BiLSTM), offsets
 (linear), velocity (linear) and frames (BiLSTM over the acoustic features
 concatenated with the detached onset and offset probabilities, so the frame head is
 conditioned on the onset head as in Hawthorne et al. 2018).
+
+Two acoustic models: ``conv`` (the paper's stack: three 3x3 conv layers and a dense
+layer per frame, +-3 frames of context) and ``dilated`` (the ``cnn`` family's trunk:
+a conv stem, then residual blocks of dilated 1-D convolutions over time, +-0.6 s of
+context), whose weights can be copied from a ``cnn`` checkpoint before training.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from torch import nn
 
 from amtcli.families.losses import velocity_loss
 from amtcli.families.config import FamilyConfig
-from amtcli.features import build_frontend
+from amtcli.features import build_frontend, feature_shape, with_channels
 from amtcli.options import FeatureSpec
 from amtcli.types import N_KEYS
 
@@ -25,12 +30,27 @@ ONSET_LOSS_WEIGHT = 4.0
 
 @dataclass(frozen=True)
 class OnsetsFramesConfig(FamilyConfig):
-    """Hyperparameters of :class:`OnsetsFrames` (sizes in channels / units)."""
+    """Hyperparameters of :class:`OnsetsFrames` (sizes in channels / units).
+
+    Attributes:
+        acoustic: "conv" (``conv_channels``) or "dilated" (``stem_channels``,
+            ``blocks`` x ``dilations``, as the ``cnn`` family).
+        model_dim: acoustic features per frame.
+        lstm_units: units per direction of the onset and frame heads.
+    """
 
     features: FeatureSpec = FeatureSpec()
     conv_channels: int = 16
     model_dim: int = 256
     lstm_units: int = 64
+    acoustic: str = "conv"
+    stem_channels: int = 16
+    blocks: int = 4
+    dilations: tuple[int, ...] = (1, 2, 4)
+
+    def __post_init__(self) -> None:
+        if self.acoustic not in ("conv", "dilated"):
+            raise ValueError(f"acoustic must be 'conv' or 'dilated', got {self.acoustic!r}")
 
 
 class ConvStack(nn.Module):
@@ -85,18 +105,34 @@ class OnsetsFrames(nn.Module):
         self.config = config
         spec = config.features
         self.frontend = build_frontend(spec)
-        self.norm = nn.BatchNorm1d(spec.n_bins)
-        self.acoustic = ConvStack(spec.n_bins, config.conv_channels, config.model_dim)
+        if config.acoustic == "dilated":
+            from amtcli.families.framewise_cnn import TemporalTrunk
+
+            n_bins, channels = feature_shape(spec)
+            self.norm = nn.BatchNorm2d(channels)
+            self.acoustic = TemporalTrunk(n_bins, channels, config.stem_channels, config.model_dim, config.blocks,
+                                          config.dilations)
+        else:
+            self.norm = nn.BatchNorm1d(spec.n_bins)
+            self.acoustic = ConvStack(spec.n_bins, config.conv_channels, config.model_dim)
         self.onset_head = BiLSTMHead(config.model_dim, config.lstm_units)
         self.offset_head = nn.Linear(config.model_dim, N_KEYS)
         self.velocity_head = nn.Linear(config.model_dim, N_KEYS)
         self.frame_in = nn.Linear(config.model_dim, config.model_dim // 2)
         self.frame_head = BiLSTMHead(config.model_dim // 2 + 2 * N_KEYS, config.lstm_units)
 
-    def forward(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
+    def acoustic_features(self, audio: torch.Tensor) -> torch.Tensor:
+        """Audio (batch, n_samples) -> (batch, n_frames, model_dim)."""
         spec = self.frontend(audio)
+        if self.config.acoustic == "dilated":
+            spec = with_channels(spec)
+            spec = self.norm(spec.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+            return self.acoustic(spec).transpose(1, 2)
         spec = self.norm(spec.transpose(1, 2)).transpose(1, 2)
-        acoustic = self.acoustic(spec)
+        return self.acoustic(spec)
+
+    def forward(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
+        acoustic = self.acoustic_features(audio)
         onset = self.onset_head(acoustic)
         offset = self.offset_head(acoustic)
         frame_input = torch.cat(

@@ -11,11 +11,17 @@ After the Seq2Seq model of the "CTC vs. Seq2Seq" study:
   before the softmax. Optionally the energies also see a convolution of the previous
   step's attention weights (location-sensitive attention, Chorowski et al. 2015:
   ``location_kernel``) and the memory carries sinusoidal features of each position's
-  time (``position_dim``), so a context vector says *when* it looked;
+  time (``position_dim``), so a context vector says *when* it looked. With
+  ``attention_window_s`` the attention is restricted to a window that starts at the
+  decoder's current time (the sum of the TIME_SHIFTs it has read so far, so it is the
+  same under teacher forcing and when decoding) and learned embeddings of each
+  position's offset from that time enter the energies and the context: the context
+  says how far ahead the next event is, which is what a TIME_SHIFT needs;
 * loss: cross-entropy with per-class weights (NOTE_ON, NOTE_OFF, TIME_SHIFT, EOS
-  differ in frequency by an order of magnitude), teacher forcing;
-* decoding: greedy or beam search, stopping at EOS, at ``max_decode_tokens`` or when
-  the output starts looping.
+  differ in frequency by an order of magnitude), teacher forcing; optional guided
+  attention and frame / onset activity losses on the encoder;
+* decoding: greedy or beam search, stopping at EOS, at ``max_decode_tokens``, when
+  the output starts looping or (with a window) when time passes the window's end.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from amtcli.decoding.tokens import (EOS, NOTE_OFF_BASE, PAD, SHIFT_BASE, SOS, VOCAB_SIZE, encode_window)
+from amtcli.decoding.tokens import (EOS, NOTE_OFF_BASE, PAD, SHIFT_BASE, SOS, TIME_STEP_S, VOCAB_SIZE,
+                                    encode_window)
 from amtcli.families.onsets_frames import ConvStack
 from amtcli.families.config import FamilyConfig
 from amtcli.features import build_frontend
@@ -61,6 +68,13 @@ class Seq2SeqConfig(FamilyConfig):
         position_dim: sinusoidal time features appended to every memory position (0: none).
         frame_loss_weight: weight of an auxiliary frame-activity BCE on the encoder (a
             linear 88-key read-out per memory position); 0: no frame head.
+        onset_loss_weight: the same for onsets (a second read-out); 0: no onset head.
+        attention_window_s: attention only sees positions from ``attention_back``
+            positions before the current time to this many seconds after it (at least
+            the longest TIME_SHIFT, 1 s); 0: the whole window.
+        attention_back: positions before the current time inside the window.
+        relative_dim: size of the learned offset-from-now embeddings (0: none; needs a
+            window).
     """
 
     features: FeatureSpec = FeatureSpec(n_bins=128)
@@ -82,6 +96,20 @@ class Seq2SeqConfig(FamilyConfig):
     location_channels: int = 8
     position_dim: int = 0
     frame_loss_weight: float = 0.0
+    onset_loss_weight: float = 0.0
+    attention_window_s: float = 0.0
+    attention_back: int = 2
+    relative_dim: int = 0
+
+    @property
+    def positions_per_step(self) -> float:
+        """Attention positions per 10 ms time step."""
+        return self.features.frame_rate_hz * TIME_STEP_S / self.memory_stride
+
+    @property
+    def window_ahead(self) -> int:
+        """Positions after the current time that the attention window covers."""
+        return int(round(self.attention_window_s * self.features.frame_rate_hz / self.memory_stride))
 
     def class_weights(self) -> torch.Tensor:
         """(VOCAB_SIZE,) cross-entropy weights; PAD and SOS weigh 0."""
@@ -112,10 +140,13 @@ class Seq2SeqTranscriber(nn.Module):
         self.norm = nn.BatchNorm1d(spec.n_bins)
         self.acoustic = ConvStack(spec.n_bins, config.conv_channels, config.model_dim)
         self.encoder = nn.LSTM(config.model_dim, config.encoder_units, batch_first=True, bidirectional=True)
+        if config.relative_dim and not config.attention_window_s:
+            raise ValueError("relative_dim needs attention_window_s > 0")
         memory = 2 * config.encoder_units + config.position_dim
+        context = memory + config.relative_dim
         units = config.decoder_units
         self.embed = nn.Embedding(VOCAB_SIZE, config.embedding_dim, padding_idx=PAD)
-        self.cell = nn.LSTMCell(config.embedding_dim + memory, units)
+        self.cell = nn.LSTMCell(config.embedding_dim + context, units)
         self.attn_memory = nn.Linear(memory, units, bias=False)
         self.attn_query = nn.Linear(units, units)
         self.attn_v = nn.Linear(units, 1, bias=False)
@@ -123,9 +154,14 @@ class Seq2SeqTranscriber(nn.Module):
             self.attn_location_conv = nn.Conv1d(1, config.location_channels, config.location_kernel,
                                                 padding=config.location_kernel // 2, bias=False)
             self.attn_location = nn.Linear(config.location_channels, units, bias=False)
-        self.out = nn.Sequential(nn.Linear(units + memory, units), nn.Tanh(), nn.Linear(units, VOCAB_SIZE))
+        if config.relative_dim:
+            self.relative = nn.Embedding(config.attention_back + config.window_ahead + 1, config.relative_dim)
+            self.attn_relative = nn.Linear(config.relative_dim, units, bias=False)
+        self.out = nn.Sequential(nn.Linear(units + context, units), nn.Tanh(), nn.Linear(units, VOCAB_SIZE))
         if config.frame_loss_weight > 0:
             self.frame_head = nn.Linear(2 * config.encoder_units, N_KEYS)
+        if config.onset_loss_weight > 0:
+            self.onset_head = nn.Linear(2 * config.encoder_units, N_KEYS)
         self.register_buffer("class_weights", config.class_weights(), persistent=False)
 
     # --- encoder -------------------------------------------------------------------------
@@ -154,33 +190,53 @@ class Seq2SeqTranscriber(nn.Module):
 
     # --- decoder -------------------------------------------------------------------------
     def _attend(self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor,
-                mask: torch.Tensor, previous: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Bahdanau attention: (batch, units) query and the previous step's weights
-        (batch, n_positions) -> context (batch, memory) and weights (batch, n_positions)."""
+                mask: torch.Tensor, previous: torch.Tensor, now: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bahdanau attention: (batch, units) query, the previous step's weights
+        (batch, n_positions) and the current time ``now`` (batch,) in 10 ms steps ->
+        context (batch, memory [+ relative_dim]) and weights (batch, n_positions)."""
+        config = self.config
         hidden = keys.float() + self.attn_query(query).float()[:, None, :]
-        if self.config.location_kernel:
+        if config.location_kernel:
             location = self.attn_location_conv(previous.float()[:, None, :]).transpose(1, 2)
             hidden = hidden + self.attn_location(location[:, : keys.shape[1]]).float()
+        allowed = mask
+        offsets = None
+        if config.attention_window_s:
+            grid = torch.arange(keys.shape[1], device=keys.device, dtype=torch.float32)
+            relative = grid[None, :] - torch.floor(now.float() * config.positions_per_step)[:, None]
+            allowed = mask & (relative >= -config.attention_back) & (relative <= config.window_ahead)
+            offsets = (relative.clamp(-config.attention_back, config.window_ahead) + config.attention_back).long()
+            if config.relative_dim:
+                table = self.attn_relative(self.relative.weight).float()          # (n_offsets, units)
+                hidden = hidden + table[offsets]
         energy = self.attn_v(torch.tanh(hidden)).squeeze(-1)
-        energy = energy.masked_fill(~mask, MASKED_ENERGY)
+        energy = energy.masked_fill(~allowed, MASKED_ENERGY)
         weights = torch.softmax(energy, dim=-1)
         context = torch.bmm(weights[:, None, :].to(memory.dtype), memory).squeeze(1)
+        if config.relative_dim:
+            relative_context = torch.bmm(weights[:, None, :].to(memory.dtype),
+                                         self.relative.weight.to(memory.dtype)[offsets]).squeeze(1)
+            context = torch.cat([context, relative_context], dim=-1)
         return context, weights
 
     def _start(self, memory: torch.Tensor):
-        """Initial decoder state (h, c, previous attention weights: all on position 0) and context."""
+        """Initial decoder state (h, c, previous attention weights: all on position 0,
+        current time in 10 ms steps: 0) and context."""
         batch = memory.shape[0]
         zeros = memory.new_zeros(batch, self.config.decoder_units)
         weights = memory.new_zeros(batch, memory.shape[1])
         weights[:, 0] = 1.0
-        return (zeros, zeros.clone(), weights), memory.new_zeros(batch, memory.shape[-1])
+        now = memory.new_zeros(batch)
+        return (zeros, zeros.clone(), weights, now), memory.new_zeros(batch, memory.shape[-1] + self.config.relative_dim)
 
     def _step(self, previous: torch.Tensor, state, context, keys, memory, mask):
-        """One decoder step with input feeding; returns (logits, state, context, weights)."""
+        """One decoder step with input feeding; ``previous`` is the token read at this
+        step (a TIME_SHIFT moves the current time). Returns (logits, state, context, weights)."""
+        now = state[3] + shift_steps(previous).to(state[3].dtype)
         h, c = self.cell(torch.cat([self.embed(previous), context], dim=-1), state[:2])
-        context, weights = self._attend(h, keys, memory, mask, state[2])
+        context, weights = self._attend(h, keys, memory, mask, state[2], now)
         logits = self.out(torch.cat([h, context], dim=-1))
-        return logits, (h, c, weights.to(memory.dtype)), context, weights
+        return logits, (h, c, weights.to(memory.dtype), now), context, weights
 
     def forward(self, audio: torch.Tensor, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         n_tokens = int((tokens != PAD).sum(dim=1).max()) if tokens.numel() else 0
@@ -189,8 +245,11 @@ class Seq2SeqTranscriber(nn.Module):
         keys = self.attn_memory(memory)
         state, context = self._start(memory)
         extra = {}
+        encoded = memory[..., : 2 * self.config.encoder_units]
         if self.config.frame_loss_weight > 0:
-            extra["frame"] = self.frame_head(memory[..., : 2 * self.config.encoder_units])
+            extra["frame"] = self.frame_head(encoded)
+        if self.config.onset_loss_weight > 0:
+            extra["onset"] = self.onset_head(encoded)
         previous = torch.full((tokens.shape[0],), SOS, dtype=torch.long, device=tokens.device)
         logits, attention = [], []
         for t in range(tokens.shape[1]):
@@ -202,7 +261,7 @@ class Seq2SeqTranscriber(nn.Module):
                 **extra}
 
     #: Stop reasons, coded in the last column of :meth:`decode_windows`.
-    STOP_CODES = ("eos", "length", "loop")
+    STOP_CODES = ("eos", "length", "loop", "end")
 
     @torch.no_grad()
     def decode_windows(self, audio: torch.Tensor, beam_width: int = 1) -> np.ndarray:
@@ -217,12 +276,14 @@ class Seq2SeqTranscriber(nn.Module):
 
     @torch.no_grad()
     def greedy(self, audio: torch.Tensor, return_attention: bool = False) -> list[dict]:
-        """Decode each window: ``[{"tokens": list[int], "stopped": "eos"|"length"|"loop",
-        "attention": (n_tokens, n_frames) array if asked}]``."""
+        """Decode each window: ``[{"tokens": list[int], "stopped": "eos"|"length"|"loop"|"end",
+        "attention": (n_tokens, n_positions) array if asked}]``."""
         memory, mask = self.encode(audio)
         keys = self.attn_memory(memory)
         state, context = self._start(memory)
         batch = memory.shape[0]
+        end_steps = self._end_steps(mask)
+        times = [0] * batch
         previous = torch.full((batch,), SOS, dtype=torch.long, device=memory.device)
         outputs: list[list[int]] = [[] for _ in range(batch)]
         attention: list[list[np.ndarray]] = [[] for _ in range(batch)]
@@ -239,7 +300,10 @@ class Seq2SeqTranscriber(nn.Module):
                 outputs[i].append(token)
                 if return_attention:
                     attention[i].append(weights[i].float().cpu().numpy())
-                if is_looping(outputs[i]):
+                times[i] += shift_steps_of(token)
+                if times[i] >= end_steps[i]:
+                    stopped[i] = "end"
+                elif is_looping(outputs[i]):
                     stopped[i] = "loop"
             if all(s is not None for s in stopped):
                 break
@@ -251,6 +315,10 @@ class Seq2SeqTranscriber(nn.Module):
             results.append(result)
         return results
 
+    def _end_steps(self, mask: torch.Tensor) -> list[float]:
+        """Each window's length in 10 ms steps, from its (batch, n_positions) mask."""
+        return (mask.sum(dim=1).float() / self.config.positions_per_step).tolist()
+
     @torch.no_grad()
     def beam(self, audio: torch.Tensor, width: int = 4) -> list[dict]:
         """Beam search per window (length-normalised log-probability), same result format
@@ -260,6 +328,7 @@ class Seq2SeqTranscriber(nn.Module):
             memory, mask = self.encode(audio[i : i + 1])
             keys = self.attn_memory(memory)
             state, context = self._start(memory)
+            end_steps = self._end_steps(mask)[0]
             beams = [(0.0, [], state, context, "")]          # (log p, tokens, state, context, stop reason)
             for _ in range(self.config.max_decode_tokens):
                 live = [b for b in beams if not b[4]]
@@ -274,16 +343,33 @@ class Seq2SeqTranscriber(nn.Module):
                                                     memory.expand(n, -1, -1), mask.expand(n, -1))
                 log_probs = torch.log_softmax(logits.float(), dim=-1)
                 top = log_probs.topk(width, dim=-1)
+                now = joined[3].tolist()                        # time after each beam's last token
                 for j, (score, tokens, _, _, _) in enumerate(live):
                     for lp, token in zip(top.values[j].tolist(), top.indices[j].tolist()):
                         new_tokens = tokens + ([token] if token != EOS else [])
-                        reason = "eos" if token == EOS else ("loop" if is_looping(new_tokens) else "")
+                        if token == EOS:
+                            reason = "eos"
+                        elif now[j] + shift_steps_of(token) >= end_steps:
+                            reason = "end"
+                        else:
+                            reason = "loop" if is_looping(new_tokens) else ""
                         candidates.append((score + lp, new_tokens, tuple(x[j : j + 1] for x in joined),
                                            ctx[j : j + 1], reason))
                 beams = sorted(candidates, key=lambda b: -b[0] / max(len(b[1]), 1))[:width]
             best = max(beams, key=lambda b: b[0] / max(len(b[1]), 1))
             results.append({"tokens": best[1], "stopped": best[4] or "length"})
         return results
+
+
+def shift_steps(tokens: torch.Tensor) -> torch.Tensor:
+    """10 ms steps that each token moves time by: k for TIME_SHIFT(k), 0 otherwise (same shape)."""
+    is_shift = (tokens >= SHIFT_BASE) & (tokens < EOS)
+    return torch.where(is_shift, tokens - SHIFT_BASE + 1, torch.zeros_like(tokens))
+
+
+def shift_steps_of(token: int) -> int:
+    """:func:`shift_steps` for one token id."""
+    return token - SHIFT_BASE + 1 if SHIFT_BASE <= token < EOS else 0
 
 
 def is_looping(tokens: list[int], max_period: int = 8, repeats: int = 4) -> bool:
@@ -333,8 +419,7 @@ def token_positions(tokens: torch.Tensor, positions_per_step: float) -> torch.Te
         TIME_SHIFT at the time it moves to, so the decoder looks at the next event
         while it chooses how far to shift.
     """
-    shifts = torch.where((tokens >= SHIFT_BASE) & (tokens < EOS), tokens - SHIFT_BASE + 1, torch.zeros_like(tokens))
-    return torch.cumsum(shifts, dim=1).float() * positions_per_step
+    return torch.cumsum(shift_steps(tokens), dim=1).float() * positions_per_step
 
 
 def guided_attention_loss(attention: torch.Tensor, tokens: torch.Tensor, positions_per_step: float,
@@ -356,11 +441,11 @@ def guided_attention_loss(attention: torch.Tensor, tokens: torch.Tensor, positio
 def seq2seq_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
                  class_weights: torch.Tensor, guided_attention_weight: float = 0.0,
                  positions_per_step: float = 0.25, sigma: float = 3.0, frame_loss_weight: float = 0.0,
-                 memory_stride: int = 2) -> dict[str, torch.Tensor]:
+                 memory_stride: int = 2, onset_loss_weight: float = 0.0) -> dict[str, torch.Tensor]:
     """Class-weighted token cross-entropy (PAD ignored), mean over weighted tokens, plus
     the weighted guided-attention loss when ``guided_attention_weight`` > 0 and the
-    encoder's frame-activity BCE (frame targets max-pooled to memory positions) when
-    ``frame_loss_weight`` > 0."""
+    encoder's frame- and onset-activity BCEs (targets max-pooled to memory positions)
+    when ``frame_loss_weight`` / ``onset_loss_weight`` > 0."""
     logits, tokens = outputs["logits"], outputs["tokens"]
     loss = nn.functional.cross_entropy(logits.reshape(-1, VOCAB_SIZE).float(), tokens.reshape(-1),
                                        weight=class_weights.to(logits.device), ignore_index=PAD)
@@ -368,9 +453,10 @@ def seq2seq_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tens
     if guided_attention_weight > 0:
         terms["attention"] = guided_attention_weight * guided_attention_loss(
             outputs["attention"], tokens, positions_per_step, sigma)
-    if frame_loss_weight > 0:
-        frame = outputs["frame"]
-        pooled = nn.functional.max_pool1d(targets["frame"].float().transpose(1, 2), memory_stride, memory_stride,
-                                          ceil_mode=True).transpose(1, 2)[:, : frame.shape[1]]
-        terms["frame"] = frame_loss_weight * nn.functional.binary_cross_entropy_with_logits(frame.float(), pooled)
+    for name, weight in (("frame", frame_loss_weight), ("onset", onset_loss_weight)):
+        if weight > 0:
+            predicted = outputs[name]
+            pooled = nn.functional.max_pool1d(targets[name].float().transpose(1, 2), memory_stride, memory_stride,
+                                              ceil_mode=True).transpose(1, 2)[:, : predicted.shape[1]]
+            terms[name] = weight * nn.functional.binary_cross_entropy_with_logits(predicted.float(), pooled)
     return terms

@@ -85,6 +85,27 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True)
+class InitConfig:
+    """Warm start: copy some modules' weights from another checkpoint before training.
+
+    Attributes:
+        checkpoint: checkpoint folder (``config.json`` + ``model.safetensors``), relative
+            paths from the working directory; empty: random initialisation.
+        modules: parameter-name prefixes to copy (e.g. ``["norm", "acoustic"]``); every
+            prefix must match weights of the same shapes in both models.
+    A resumed run restores its own weights instead.
+    """
+
+    checkpoint: str = ""
+    modules: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "modules", tuple(self.modules))
+        if self.checkpoint and not self.modules:
+            raise ConfigError("[init] checkpoint needs the modules to copy (e.g. modules = [\"acoustic\"])")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """A whole recipe. ``windowing`` ({"window_s", "hop_s"}) is written into every
     checkpoint's config.json for inference; empty means the default 10 s / 5 s."""
@@ -96,6 +117,7 @@ class TrainConfig:
     data: DataConfig = DataConfig()
     optim: OptimConfig = OptimConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    init: InitConfig = InitConfig()
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -137,5 +159,6 @@ def load_recipe(path: str | Path, overrides: dict[str, dict] | None = None) -> T
         data=_section(DataConfig, raw.get("data", {}), "data"),
         optim=_section(OptimConfig, raw.get("optim", {}), "optim"),
         schedule=_section(ScheduleConfig, raw.get("schedule", {}), "schedule"),
+        init=_section(InitConfig, raw.get("init", {}), "init"),
         seed=int(raw.get("seed", 0)),
     )

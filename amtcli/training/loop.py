@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 
 from amtcli.atomic import atomic_path
-from amtcli.checkpoint import LoadedModel, get_family, save_checkpoint
+from amtcli.checkpoint import LoadedModel, copy_weights, get_family, save_checkpoint
 from amtcli.datasets.augment import AugmentConfig
 from amtcli.errors import ConfigError
 from amtcli.options import WindowSpec
@@ -216,6 +216,7 @@ def _write_run_recipe(run_dir: Path, config: TrainConfig, world: int) -> None:
     payload = {"family": config.family, "name": config.name, "model": config.model,
                "windowing": config.windowing, "seed": config.seed,
                "data": asdict(config.data), "optim": asdict(config.optim), "schedule": asdict(config.schedule),
+               "init": asdict(config.init),
                "world_size": world}
     with atomic_path(run_dir / "recipe.json", overwrite=True) as tmp:
         tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
@@ -242,6 +243,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None)
     torch.manual_seed(config.seed)
     family = get_family(config.family)
     module = family.build(config.model)
+    if config.init.checkpoint:
+        copy_weights(module, config.init.checkpoint, config.init.modules)
     features = family.features(config.model)
     windowing = {k: float(v) for k, v in config.windowing.items() if k in ("window_s", "hop_s")}
     WindowSpec.from_seconds(features, **windowing)  # a bad [windowing] fails here, not at the first validation
