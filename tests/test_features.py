@@ -58,3 +58,11 @@ def test_hcqt_channels_are_cqts_shifted_by_the_harmonic():
     torch.testing.assert_close(out[..., 0], cqt(audio), rtol=1e-4, atol=1e-4)
     # Harmonic 2 starts one octave (36 bins) higher: its bin k is the plain CQT's bin k + 36.
     torch.testing.assert_close(out[..., :-36, 1], cqt(audio)[..., 36:], rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("factor, n_bins", [(2, 128), (2, 127), (3, 252), (3, 100)])
+def test_frequency_max_pool_equals_max_pool2d(factor, n_bins):
+    from amtcli.families.layers import FrequencyMaxPool
+
+    x = torch.randn(2, 3, 7, n_bins)
+    assert torch.equal(FrequencyMaxPool(factor)(x), torch.nn.MaxPool2d((1, factor))(x))

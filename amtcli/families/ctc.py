@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from amtcli.decoding.ctc import BLANK, N_CTC_CLASSES, CTCLayout, onset_starts, onset_tokens
+from amtcli.families.layers import FrequencyMaxPool
 from amtcli.families.losses import velocity_loss
 from amtcli.families.config import FamilyConfig
 from amtcli.features import build_frontend, feature_shape, with_channels
@@ -90,9 +91,9 @@ class CTCTranscriber(nn.Module):
         self.frontend = build_frontend(config.features)
         self.norm = nn.BatchNorm2d(channels)
         self.stem = nn.Sequential(
-            nn.Conv2d(channels, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d((1, 3)),
-            nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d((1, 2)),
-            nn.Conv2d(c, 2 * c, 3, padding=1), nn.BatchNorm2d(2 * c), nn.ReLU(), nn.MaxPool2d((1, 2)),
+            nn.Conv2d(channels, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), FrequencyMaxPool(3),
+            nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), FrequencyMaxPool(2),
+            nn.Conv2d(c, 2 * c, 3, padding=1), nn.BatchNorm2d(2 * c), nn.ReLU(), FrequencyMaxPool(2),
         )
         self.project = nn.Sequential(nn.Linear(2 * c * (n_bins // 12), config.model_dim), nn.ReLU())
         self.lstm = nn.LSTM(config.model_dim, config.lstm_units, batch_first=True, bidirectional=True)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from amtcli.families.layers import FrequencyMaxPool
 from amtcli.families.losses import velocity_loss
 from amtcli.families.config import FamilyConfig
 from amtcli.features import build_frontend, feature_shape, with_channels
@@ -76,8 +77,8 @@ class TemporalTrunk(nn.Module):
         super().__init__()
         c = stem_channels
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d((1, 2)),
-            nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d((1, 2)),
+            nn.Conv2d(in_channels, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), FrequencyMaxPool(2),
+            nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), FrequencyMaxPool(2),
         )
         self.project = nn.Conv1d(c * (n_bins // 4), model_dim, 1)
         self.blocks = nn.Sequential(*[ResidualBlock(model_dim, dilations) for _ in range(blocks)])

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from amtcli.families.layers import FrequencyMaxPool
 from amtcli.families.losses import velocity_loss
 from amtcli.families.config import FamilyConfig
 from amtcli.features import build_frontend, feature_shape, with_channels
@@ -61,11 +62,11 @@ class ConvStack(nn.Module):
         c = channels
         self.cnn = nn.Sequential(
             nn.Conv2d(1, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
-            nn.MaxPool2d((1, 2)),
+            FrequencyMaxPool(2),
             nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
-            nn.MaxPool2d((1, 2)),
+            FrequencyMaxPool(2),
             nn.Conv2d(c, 2 * c, 3, padding=1), nn.BatchNorm2d(2 * c), nn.ReLU(),
-            nn.MaxPool2d((1, 2)),
+            FrequencyMaxPool(2),
         )
         self.fc = nn.Sequential(nn.Linear(2 * c * (n_bins // 8), model_dim), nn.ReLU())
 
