@@ -220,23 +220,31 @@ class Seq2SeqTranscriber(nn.Module):
         return context, weights
 
     def _start(self, memory: torch.Tensor):
-        """Initial decoder state (h, c, previous attention weights: all on position 0,
-        current time in 10 ms steps: 0) and context."""
+        """Initial decoder state and context. The state is (h, c, previous attention
+        weights: all on position 0, current time in 10 ms steps: 0, and the
+        :class:`TokenGrammar` tensors: no pitch sounding, none seen)."""
         batch = memory.shape[0]
         zeros = memory.new_zeros(batch, self.config.decoder_units)
         weights = memory.new_zeros(batch, memory.shape[1])
         weights[:, 0] = 1.0
         now = memory.new_zeros(batch)
-        return (zeros, zeros.clone(), weights, now), memory.new_zeros(batch, memory.shape[-1] + self.config.relative_dim)
+        open_since, seen = TokenGrammar.start(batch, memory.device)
+        return ((zeros, zeros.clone(), weights, now, open_since, seen),
+                memory.new_zeros(batch, memory.shape[-1] + self.config.relative_dim))
 
-    def _step(self, previous: torch.Tensor, state, context, keys, memory, mask):
+    def _step(self, previous: torch.Tensor, state, context, keys, memory, mask, constrain: bool = False):
         """One decoder step with input feeding; ``previous`` is the token read at this
-        step (a TIME_SHIFT moves the current time). Returns (logits, state, context, weights)."""
+        step (a TIME_SHIFT moves the current time, NOTE_ON / NOTE_OFF open and close
+        pitches). With ``constrain`` the logits of tokens :class:`TokenGrammar` forbids
+        are set to -1e9. Returns (logits, state, context, weights)."""
         now = state[3] + shift_steps(previous).to(state[3].dtype)
+        open_since, seen = TokenGrammar.update(state[4], state[5], previous, now)
         h, c = self.cell(torch.cat([self.embed(previous), context], dim=-1), state[:2])
         context, weights = self._attend(h, keys, memory, mask, state[2], now)
         logits = self.out(torch.cat([h, context], dim=-1))
-        return logits, (h, c, weights.to(memory.dtype), now), context, weights
+        if constrain:
+            logits = logits.masked_fill(~TokenGrammar.allowed(open_since, seen, now), -1e9)
+        return logits, (h, c, weights.to(memory.dtype), now, open_since, seen), context, weights
 
     def forward(self, audio: torch.Tensor, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         n_tokens = int((tokens != PAD).sum(dim=1).max()) if tokens.numel() else 0
@@ -289,7 +297,8 @@ class Seq2SeqTranscriber(nn.Module):
         attention: list[list[np.ndarray]] = [[] for _ in range(batch)]
         stopped: list[str | None] = [None] * batch
         for _ in range(self.config.max_decode_tokens):
-            logits, state, context, weights = self._step(previous, state, context, keys, memory, mask)
+            logits, state, context, weights = self._step(previous, state, context, keys, memory, mask,
+                                                         constrain=True)
             previous = logits.argmax(dim=-1)
             for i, token in enumerate(previous.tolist()):
                 if stopped[i] is not None:
@@ -340,7 +349,7 @@ class Seq2SeqTranscriber(nn.Module):
                 ctx = torch.cat([b[3] for b in live])
                 n = len(live)
                 logits, joined, ctx, _ = self._step(prev, joined, ctx, keys.expand(n, -1, -1),
-                                                    memory.expand(n, -1, -1), mask.expand(n, -1))
+                                                    memory.expand(n, -1, -1), mask.expand(n, -1), constrain=True)
                 log_probs = torch.log_softmax(logits.float(), dim=-1)
                 top = log_probs.topk(width, dim=-1)
                 now = joined[3].tolist()                        # time after each beam's last token
@@ -359,6 +368,51 @@ class Seq2SeqTranscriber(nn.Module):
             best = max(beams, key=lambda b: b[0] / max(len(b[1]), 1))
             results.append({"tokens": best[1], "stopped": best[4] or "length"})
         return results
+
+
+class TokenGrammar:
+    """What a window's token sequence may say next, as tensors carried in the decoder
+    state (so beams copy them): ``open_since`` (batch, 88) float, the time in 10 ms
+    steps at which each sounding pitch was turned on (-1: not sounding), and ``seen``
+    (batch, 88) bool, pitches turned on or off earlier in the window.
+
+    Forbidden: NOTE_ON of a pitch turned on less than ``MIN_REATTACK_STEPS`` (50 ms)
+    ago (a decoder that shifts by 10 ms sees the same attack again), NOTE_OFF of a pitch
+    that is not sounding unless the window has not mentioned it yet (it may ring from
+    before the window) or that was turned on at this very step, and PAD / SOS. Applied
+    when decoding only; teacher-forced training sees the labels as they are.
+    """
+
+    MIN_REATTACK_STEPS = 5
+
+    @staticmethod
+    def start(batch: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.full((batch, N_KEYS), -1.0, device=device), torch.zeros(batch, N_KEYS, dtype=torch.bool,
+                                                                              device=device))
+
+    @staticmethod
+    def update(open_since: torch.Tensor, seen: torch.Tensor, token: torch.Tensor,
+               now: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """New (open_since, seen) after reading ``token`` (batch,) at time ``now`` (batch,)."""
+        is_on = token < NOTE_OFF_BASE
+        is_off = (token >= NOTE_OFF_BASE) & (token < SHIFT_BASE)
+        key = torch.where(is_on, token, token - NOTE_OFF_BASE).clamp(0, N_KEYS - 1)
+        hit = nn.functional.one_hot(key, N_KEYS).bool() & (is_on | is_off)[:, None]
+        open_since = torch.where(hit & is_on[:, None], now.float()[:, None], open_since)
+        open_since = torch.where(hit & is_off[:, None], torch.full_like(open_since, -1.0), open_since)
+        return open_since, seen | hit
+
+    @classmethod
+    def allowed(cls, open_since: torch.Tensor, seen: torch.Tensor, now: torch.Tensor) -> torch.Tensor:
+        """(batch, VOCAB_SIZE) bool: the tokens that may come next."""
+        sounding = open_since >= 0
+        age = now.float()[:, None] - open_since
+        on_ok = ~(sounding & (age < cls.MIN_REATTACK_STEPS))
+        off_ok = (sounding & (age > 0)) | ~seen
+        rest = torch.ones(open_since.shape[0], VOCAB_SIZE - 2 * N_KEYS, dtype=torch.bool, device=open_since.device)
+        rest[:, PAD - SHIFT_BASE] = False
+        rest[:, SOS - SHIFT_BASE] = False
+        return torch.cat([on_ok, off_ok, rest], dim=1)
 
 
 def shift_steps(tokens: torch.Tensor) -> torch.Tensor:
