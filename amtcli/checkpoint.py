@@ -95,7 +95,8 @@ def _seq2seq() -> FamilySpec:
                        guided_attention_weight=config.guided_attention_weight,
                        positions_per_step=config.positions_per_step,
                        sigma=config.guided_attention_sigma, frame_loss_weight=config.frame_loss_weight,
-                       memory_stride=config.memory_stride, onset_loss_weight=config.onset_loss_weight)
+                       memory_stride=config.memory_stride, onset_loss_weight=config.onset_loss_weight,
+                       shift_sigma_steps=config.shift_sigma_steps)
 
     def note_targets(cfg: dict):
         limit = Seq2SeqConfig.from_dict(cfg).max_target_tokens

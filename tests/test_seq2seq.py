@@ -300,3 +300,34 @@ def test_token_grammar_forbids_echoes_and_offs_of_silent_pitches():
     assert not allowed[off(62)] and allowed[on(62)]
     allowed = read(off(60))
     assert not allowed[off(60)] and allowed[on(60)]
+
+
+def test_soft_shift_targets_spread_only_shifts_and_match_plain_cross_entropy_when_sharp():
+    from amtcli.families.seq2seq import seq2seq_loss, shift_soft_targets
+
+    tokens = torch.tensor([[SHIFT_BASE + 9, 40, EOS, PAD]])
+    soft = shift_soft_targets(tokens, 2.0)
+    assert torch.allclose(soft.sum(dim=-1), torch.ones(1, 4))
+    assert soft[0, 0, SHIFT_BASE + 9] == soft[0, 0, SHIFT_BASE:EOS].max() and soft[0, 0, SHIFT_BASE + 11] > 0.05
+    assert soft[0, 1, 40] == 1.0 and soft[0, 2, EOS] == 1.0
+    torch.manual_seed(0)
+    logits = torch.randn(1, 4, VOCAB_SIZE)
+    weights = SMALL.class_weights()
+    plain = seq2seq_loss({"logits": logits, "tokens": tokens}, {}, weights)["tokens"]
+    sharp = seq2seq_loss({"logits": logits, "tokens": tokens}, {}, weights, shift_sigma_steps=1e-3)["tokens"]
+    assert torch.allclose(plain, sharp, atol=1e-5)
+
+
+def test_dilated_encoder_starts_from_a_cnn_checkpoint(tmp_path):
+    from amtcli.checkpoint import copy_weights
+    from amtcli.families.framewise_cnn import FramewiseCNN, FramewiseCNNConfig
+
+    cnn_config = FramewiseCNNConfig(features=FeatureSpec(n_bins=64), stem_channels=4, model_dim=16, blocks=1,
+                                    dilations=(1, 2))
+    save_checkpoint(tmp_path / "cnn", "cnn", cnn_config.to_dict(), FramewiseCNN(cnn_config))
+    config = Seq2SeqConfig(**{**SMALL.__dict__, "acoustic": "dilated", "stem_channels": 4, "blocks": 1,
+                              "dilations": (1, 2)})
+    model = Seq2SeqTranscriber(config)
+    assert copy_weights(model, tmp_path / "cnn", ("norm", "acoustic=transcriber")) > 0
+    memory, mask = model.encode(torch.randn(2, 16000))
+    assert memory.shape == (2, 25, 16) and bool(mask.all())

@@ -76,6 +76,32 @@ class ConvStack(nn.Module):
         return self.fc(x)
 
 
+def build_acoustic(config) -> tuple[nn.Module, nn.Module]:
+    """(input normalisation, acoustic model) for a config with ``features``,
+    ``acoustic`` ("conv" or "dilated"), ``conv_channels``, ``stem_channels``,
+    ``model_dim``, ``blocks`` and ``dilations`` (``onf`` and ``seq2seq``)."""
+    spec = config.features
+    if config.acoustic == "dilated":
+        from amtcli.families.framewise_cnn import TemporalTrunk
+
+        n_bins, channels = feature_shape(spec)
+        return nn.BatchNorm2d(channels), TemporalTrunk(n_bins, channels, config.stem_channels, config.model_dim,
+                                                       config.blocks, config.dilations)
+    if config.acoustic != "conv":
+        raise ValueError(f"acoustic must be 'conv' or 'dilated', got {config.acoustic!r}")
+    return nn.BatchNorm1d(spec.n_bins), ConvStack(spec.n_bins, config.conv_channels, config.model_dim)
+
+
+def run_acoustic(kind: str, norm: nn.Module, acoustic: nn.Module, spectrum: torch.Tensor) -> torch.Tensor:
+    """Frontend output (batch, n_frames, n_bins[, channels]) -> (batch, n_frames, model_dim)
+    through the pair made by :func:`build_acoustic` for ``kind``."""
+    if kind == "dilated":
+        spectrum = with_channels(spectrum)
+        spectrum = norm(spectrum.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return acoustic(spectrum).transpose(1, 2)
+    return acoustic(norm(spectrum.transpose(1, 2)).transpose(1, 2))
+
+
 class BiLSTMHead(nn.Module):
     """(batch, n_frames, in_dim) -> (batch, n_frames, 88) logits.
 
@@ -106,16 +132,7 @@ class OnsetsFrames(nn.Module):
         self.config = config
         spec = config.features
         self.frontend = build_frontend(spec)
-        if config.acoustic == "dilated":
-            from amtcli.families.framewise_cnn import TemporalTrunk
-
-            n_bins, channels = feature_shape(spec)
-            self.norm = nn.BatchNorm2d(channels)
-            self.acoustic = TemporalTrunk(n_bins, channels, config.stem_channels, config.model_dim, config.blocks,
-                                          config.dilations)
-        else:
-            self.norm = nn.BatchNorm1d(spec.n_bins)
-            self.acoustic = ConvStack(spec.n_bins, config.conv_channels, config.model_dim)
+        self.norm, self.acoustic = build_acoustic(config)
         self.onset_head = BiLSTMHead(config.model_dim, config.lstm_units)
         self.offset_head = nn.Linear(config.model_dim, N_KEYS)
         self.velocity_head = nn.Linear(config.model_dim, N_KEYS)
@@ -124,13 +141,7 @@ class OnsetsFrames(nn.Module):
 
     def acoustic_features(self, audio: torch.Tensor) -> torch.Tensor:
         """Audio (batch, n_samples) -> (batch, n_frames, model_dim)."""
-        spec = self.frontend(audio)
-        if self.config.acoustic == "dilated":
-            spec = with_channels(spec)
-            spec = self.norm(spec.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-            return self.acoustic(spec).transpose(1, 2)
-        spec = self.norm(spec.transpose(1, 2)).transpose(1, 2)
-        return self.acoustic(spec)
+        return run_acoustic(self.config.acoustic, self.norm, self.acoustic, self.frontend(audio))
 
     def forward(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         acoustic = self.acoustic_features(audio)

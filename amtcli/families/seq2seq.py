@@ -34,7 +34,7 @@ from torch import nn
 
 from amtcli.decoding.tokens import (EOS, NOTE_OFF_BASE, PAD, SHIFT_BASE, SOS, TIME_STEP_S, VOCAB_SIZE,
                                     encode_window)
-from amtcli.families.onsets_frames import ConvStack
+from amtcli.families.onsets_frames import build_acoustic, run_acoustic
 from amtcli.families.config import FamilyConfig
 from amtcli.features import build_frontend
 from amtcli.options import FeatureSpec
@@ -51,6 +51,8 @@ class Seq2SeqConfig(FamilyConfig):
     Attributes:
         features: input spectrum (128-bin log-mel).
         conv_channels, model_dim: encoder conv stack (as ``onf``).
+        acoustic, stem_channels, blocks, dilations: the encoder's CNN, "conv" or
+            "dilated" (the ``cnn`` family's trunk), as in ``onf``.
         encoder_units: BiLSTM units per direction.
         memory_stride: frames averaged into one attention position (2: 25 per second).
         decoder_units: decoder LSTM units; also the attention size.
@@ -75,11 +77,17 @@ class Seq2SeqConfig(FamilyConfig):
         attention_back: positions before the current time inside the window.
         relative_dim: size of the learned offset-from-now embeddings (0: none; needs a
             window).
+        shift_sigma_steps: TIME_SHIFT targets spread over neighbouring shifts with this
+            standard deviation in 10 ms steps (0: one-hot).
     """
 
     features: FeatureSpec = FeatureSpec(n_bins=128)
     conv_channels: int = 16
     model_dim: int = 192
+    acoustic: str = "conv"
+    stem_channels: int = 16
+    blocks: int = 4
+    dilations: tuple[int, ...] = (1, 2, 4)
     encoder_units: int = 96
     memory_stride: int = 2
     decoder_units: int = 128
@@ -100,6 +108,7 @@ class Seq2SeqConfig(FamilyConfig):
     attention_window_s: float = 0.0
     attention_back: int = 2
     relative_dim: int = 0
+    shift_sigma_steps: float = 0.0
 
     @property
     def positions_per_step(self) -> float:
@@ -137,8 +146,7 @@ class Seq2SeqTranscriber(nn.Module):
         self.config = config
         spec = config.features
         self.frontend = build_frontend(spec)
-        self.norm = nn.BatchNorm1d(spec.n_bins)
-        self.acoustic = ConvStack(spec.n_bins, config.conv_channels, config.model_dim)
+        self.norm, self.acoustic = build_acoustic(config)
         self.encoder = nn.LSTM(config.model_dim, config.encoder_units, batch_first=True, bidirectional=True)
         if config.relative_dim and not config.attention_window_s:
             raise ValueError("relative_dim needs attention_window_s > 0")
@@ -169,10 +177,9 @@ class Seq2SeqTranscriber(nn.Module):
         """Audio (batch, n_samples) -> memory (batch, n_positions, 2 * encoder_units) and
         mask (batch, n_positions), True on real positions. A position averages
         ``memory_stride`` frames; ``lengths`` are in frames (all frames by default)."""
-        spec = self.frontend(audio)
-        spec = self.norm(spec.transpose(1, 2)).transpose(1, 2)
         stride = self.config.memory_stride
-        acoustic = self.acoustic(spec)
+        acoustic = run_acoustic(self.config.acoustic, self.norm, self.acoustic, self.frontend(audio))
+        n_frames = acoustic.shape[1]
         if stride > 1:
             acoustic = nn.functional.avg_pool1d(acoustic.transpose(1, 2), stride, stride, ceil_mode=True).transpose(1, 2)
         memory = self.encoder(acoustic)[0]
@@ -183,7 +190,7 @@ class Seq2SeqTranscriber(nn.Module):
             memory = torch.cat([memory, position_features(seconds, self.config.position_dim)
                                 .to(memory.dtype)[None].expand(memory.shape[0], -1, -1)], dim=-1)
         if lengths is None:
-            lengths = torch.full((memory.shape[0],), spec.shape[1], device=memory.device)
+            lengths = torch.full((memory.shape[0],), n_frames, device=memory.device)
         positions = (lengths + stride - 1) // stride
         mask = torch.arange(n_positions, device=memory.device)[None, :] < positions[:, None]
         return memory, mask
@@ -492,17 +499,44 @@ def guided_attention_loss(attention: torch.Tensor, tokens: torch.Tensor, positio
     return (per_token * valid).sum() / valid.sum().clamp(min=1.0)
 
 
+def shift_soft_targets(tokens: torch.Tensor, sigma_steps: float) -> torch.Tensor:
+    """(batch, n_tokens) ids -> (batch, n_tokens, VOCAB_SIZE) target distributions:
+    one-hot, except that a TIME_SHIFT(k) spreads over TIME_SHIFT(j) with weights
+    exp(-(j - k)^2 / (2 sigma^2)), normalised."""
+    from amtcli.decoding.tokens import MAX_SHIFT_STEPS
+
+    soft = nn.functional.one_hot(tokens.clamp(0, VOCAB_SIZE - 1), VOCAB_SIZE).float()
+    is_shift = (tokens >= SHIFT_BASE) & (tokens < EOS)
+    grid = torch.arange(MAX_SHIFT_STEPS, device=tokens.device, dtype=torch.float32)
+    k = (tokens - SHIFT_BASE).float()
+    bump = torch.exp(-((grid - k[..., None]) ** 2) / (2.0 * sigma_steps**2))
+    bump = bump / bump.sum(dim=-1, keepdim=True)
+    soft[..., SHIFT_BASE:EOS] = torch.where(is_shift[..., None], bump, soft[..., SHIFT_BASE:EOS])
+    return soft
+
+
 def seq2seq_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
                  class_weights: torch.Tensor, guided_attention_weight: float = 0.0,
                  positions_per_step: float = 0.25, sigma: float = 3.0, frame_loss_weight: float = 0.0,
-                 memory_stride: int = 2, onset_loss_weight: float = 0.0) -> dict[str, torch.Tensor]:
+                 memory_stride: int = 2, onset_loss_weight: float = 0.0,
+                 shift_sigma_steps: float = 0.0) -> dict[str, torch.Tensor]:
     """Class-weighted token cross-entropy (PAD ignored), mean over weighted tokens, plus
     the weighted guided-attention loss when ``guided_attention_weight`` > 0 and the
     encoder's frame- and onset-activity BCEs (targets max-pooled to memory positions)
-    when ``frame_loss_weight`` / ``onset_loss_weight`` > 0."""
+    when ``frame_loss_weight`` / ``onset_loss_weight`` > 0. With ``shift_sigma_steps``
+    > 0 a TIME_SHIFT(k) target is a Gaussian over the neighbouring shifts
+    (:func:`shift_soft_targets`), so a shift off by 10 ms costs less than one off by 1 s."""
     logits, tokens = outputs["logits"], outputs["tokens"]
-    loss = nn.functional.cross_entropy(logits.reshape(-1, VOCAB_SIZE).float(), tokens.reshape(-1),
-                                       weight=class_weights.to(logits.device), ignore_index=PAD)
+    weights = class_weights.to(logits.device)
+    if shift_sigma_steps > 0:
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        soft = shift_soft_targets(tokens, shift_sigma_steps)
+        per_token = -(soft * log_probs).sum(dim=-1)
+        token_weights = weights[tokens.clamp(max=VOCAB_SIZE - 1)] * (tokens != PAD).float()
+        loss = (per_token * token_weights).sum() / token_weights.sum().clamp(min=1e-8)
+    else:
+        loss = nn.functional.cross_entropy(logits.reshape(-1, VOCAB_SIZE).float(), tokens.reshape(-1),
+                                           weight=weights, ignore_index=PAD)
     terms = {"tokens": loss}
     if guided_attention_weight > 0:
         terms["attention"] = guided_attention_weight * guided_attention_loss(
