@@ -99,9 +99,10 @@ def _seq2seq() -> FamilySpec:
                        shift_sigma_steps=config.shift_sigma_steps)
 
     def note_targets(cfg: dict):
-        limit = Seq2SeqConfig.from_dict(cfg).max_target_tokens
+        config = Seq2SeqConfig.from_dict(cfg)
         return lambda notes, start_s, duration_s: {
-            "tokens": window_token_targets(notes, start_s, duration_s, limit)}
+            "tokens": window_token_targets(notes, start_s, duration_s, config.max_target_tokens,
+                                           config.target_snap_s)}
 
     return FamilySpec(
         "seq2seq",

@@ -279,27 +279,35 @@ def test_token_grammar_forbids_echoes_and_offs_of_silent_pitches():
     from amtcli.families.seq2seq import TokenGrammar
 
     on, off = (lambda p: p - 21), (lambda p: NOTE_OFF_BASE + p - 21)
-    open_since, seen = TokenGrammar.start(1, "cpu")
+    grammar = TokenGrammar.start(1, "cpu")
     now = torch.zeros(1)
 
     def read(token, shift=0):
-        nonlocal open_since, seen, now
+        nonlocal grammar, now
         now = now + shift
-        open_since, seen = TokenGrammar.update(open_since, seen, torch.tensor([token]), now)
-        return TokenGrammar.allowed(open_since, seen, now)[0]
+        grammar = TokenGrammar.update(*grammar, torch.tensor([token]), now)
+        return TokenGrammar.allowed(*grammar, now)[0]
 
-    allowed = TokenGrammar.allowed(open_since, seen, now)[0]
+    allowed = TokenGrammar.allowed(*grammar, now)[0]
     assert allowed[off(62)] and allowed[on(60)] and not allowed[PAD] and not allowed[SOS] and allowed[EOS]
     allowed = read(on(60))
     assert not allowed[on(60)] and not allowed[off(60)] and allowed[on(61)]   # no echo, no zero-length note
     allowed = read(SHIFT_BASE + 3, shift=4)                                   # 40 ms later
     assert not allowed[on(60)] and allowed[off(60)]
-    allowed = read(SHIFT_BASE, shift=1)                                       # 50 ms: a re-attack is fine
-    assert allowed[on(60)]
+    allowed = read(SHIFT_BASE, shift=1)                                       # 50 ms on, still sounding:
+    assert not allowed[on(60)]                                                # end it first
+    allowed = read(off(60))
+    assert allowed[on(60)]                                                    # then a re-attack is fine
+    allowed = read(on(60))
+    allowed = read(SHIFT_BASE + 4, shift=5)
     allowed = read(off(62))                                                   # rang from before the window
     assert not allowed[off(62)] and allowed[on(62)]
     allowed = read(off(60))
     assert not allowed[off(60)] and allowed[on(60)]
+    allowed = read(on(64))
+    allowed = read(SHIFT_BASE, shift=1)
+    allowed = read(off(64))                                # on and off again 10 ms later ...
+    assert not allowed[on(64)]                                                # ... is no licence to echo
 
 
 def test_soft_shift_targets_spread_only_shifts_and_match_plain_cross_entropy_when_sharp():

@@ -91,3 +91,19 @@ def test_encode_then_detokenize_recovers_non_overlapping_notes(raw):
     assert sorted((round(n.onset_s, 2), round(n.offset_s, 2), n.pitch) for n in decoded) == \
         sorted((n.onset_s, n.offset_s, n.pitch) for n in notes)
     assert detok.stats.invalid == 0
+
+
+def test_snapping_merges_a_spread_chord_and_its_spread_release_into_instants():
+    from amtcli.decoding.tokens import SHIFT_BASE, snap_steps
+
+    assert snap_steps([5, 3, 4, 9, 7], 2) == [3, 3, 3, 7, 7]
+    notes = [Note(0.10, 0.50, 60), Note(0.11, 0.52, 64), Note(0.13, 0.53, 67), Note(0.30, 0.31, 72)]
+    exact = encode_window(notes, 0.0, 1.0)
+    snapped = encode_window(notes, 0.0, 1.0, snap_s=0.03)
+    on, off = (lambda p: p - 21), (lambda p: 88 + p - 21)
+    assert snapped == [SHIFT_BASE + 9, on(60), on(64), on(67), SHIFT_BASE + 19, on(72), SHIFT_BASE, off(72),
+                       SHIFT_BASE + 18, off(60), off(64), off(67), EOS]
+    assert len(exact) > len(snapped)
+    # the release of 62 would snap onto 60's, at 62's own onset: it keeps its own time
+    short = encode_window([Note(0.10, 0.50, 60), Note(0.50, 0.52, 62)], 0.0, 1.0, snap_s=0.03)
+    assert short == [SHIFT_BASE + 9, on(60), SHIFT_BASE + 39, off(60), on(62), SHIFT_BASE + 1, off(62), EOS]

@@ -42,20 +42,31 @@ def token_kind(token: int) -> str:
     return {EOS: "eos", PAD: "pad", SOS: "sos"}.get(token, "invalid")
 
 
-def encode_window(notes: list[Note], start_s: float, duration_s: float) -> list[int]:
+def encode_window(notes: list[Note], start_s: float, duration_s: float, snap_s: float = 0.0) -> list[int]:
     """Tokens (ending in EOS) for the events of ``notes`` inside [start_s, start_s + duration_s).
 
     Event times are rounded to the 10 ms grid relative to ``start_s``; notes outside the
-    88 keys are ignored.
+    88 keys are ignored. With ``snap_s`` > 0 (training targets only), onsets that fall
+    within ``snap_s`` of the first onset of their group move to it, and offsets likewise
+    among offsets (:func:`snap_steps`), so a chord played with a few ms of spread is
+    one instant and not a run of 10 ms shifts; an offset never moves to or before its
+    own onset.
     """
     n_steps = int(round(duration_s / TIME_STEP_S))
-    events: list[tuple[int, int, int]] = []  # (step, 0 = off / 1 = on, token)
+    snap = int(round(snap_s / TIME_STEP_S))
+    spans: list[tuple[int, int, int]] = []  # (on step, off step, key)
     for note in notes:
         key = note.pitch - PIANO_LOW
-        if not 0 <= key < N_KEYS:
-            continue
-        on = int(round((note.onset_s - start_s) / TIME_STEP_S))
-        off = int(round((note.offset_s - start_s) / TIME_STEP_S))
+        if 0 <= key < N_KEYS:
+            spans.append((int(round((note.onset_s - start_s) / TIME_STEP_S)),
+                          int(round((note.offset_s - start_s) / TIME_STEP_S)), key))
+    if snap > 0:
+        ons = snap_steps([on for on, _, _ in spans], snap)
+        offs = snap_steps([off for _, off, _ in spans], snap)
+        spans = [(on, off if off > on else max(raw_off, on + 1), key)
+                 for (_, raw_off, key), on, off in zip(spans, ons, offs)]
+    events: list[tuple[int, int, int]] = []  # (step, 0 = off / 1 = on, token)
+    for on, off, key in spans:
         if 0 <= on < n_steps:
             events.append((on, 1, NOTE_ON_BASE + key))
         if 0 <= off < n_steps and off > on:
@@ -70,6 +81,18 @@ def encode_window(notes: list[Note], start_s: float, duration_s: float) -> list[
         tokens.append(token)
     tokens.append(EOS)
     return tokens
+
+
+def snap_steps(steps: list[int], snap: int) -> list[int]:
+    """Each step moved to the first step of its group (same order as given): in time
+    order, a step at most ``snap`` after the group's first step joins that group."""
+    snapped = list(steps)
+    anchor = None
+    for index in sorted(range(len(steps)), key=steps.__getitem__):
+        if anchor is None or steps[index] - anchor > snap:
+            anchor = steps[index]
+        snapped[index] = anchor
+    return snapped
 
 
 @dataclass

@@ -79,6 +79,8 @@ class Seq2SeqConfig(FamilyConfig):
             window).
         shift_sigma_steps: TIME_SHIFT targets spread over neighbouring shifts with this
             standard deviation in 10 ms steps (0: one-hot).
+        target_snap_s: training targets merge onsets (and offsets) this close into one
+            instant (``encode_window``'s ``snap_s``; 0: exact times).
     """
 
     features: FeatureSpec = FeatureSpec(n_bins=128)
@@ -109,6 +111,7 @@ class Seq2SeqConfig(FamilyConfig):
     attention_back: int = 2
     relative_dim: int = 0
     shift_sigma_steps: float = 0.0
+    target_snap_s: float = 0.0
 
     @property
     def positions_per_step(self) -> float:
@@ -228,15 +231,14 @@ class Seq2SeqTranscriber(nn.Module):
 
     def _start(self, memory: torch.Tensor):
         """Initial decoder state and context. The state is (h, c, previous attention
-        weights: all on position 0, current time in 10 ms steps: 0, and the
-        :class:`TokenGrammar` tensors: no pitch sounding, none seen)."""
+        weights: all on position 0, current time in 10 ms steps: 0, and the three
+        :class:`TokenGrammar` tensors of an empty window)."""
         batch = memory.shape[0]
         zeros = memory.new_zeros(batch, self.config.decoder_units)
         weights = memory.new_zeros(batch, memory.shape[1])
         weights[:, 0] = 1.0
         now = memory.new_zeros(batch)
-        open_since, seen = TokenGrammar.start(batch, memory.device)
-        return ((zeros, zeros.clone(), weights, now, open_since, seen),
+        return ((zeros, zeros.clone(), weights, now, *TokenGrammar.start(batch, memory.device)),
                 memory.new_zeros(batch, memory.shape[-1] + self.config.relative_dim))
 
     def _step(self, previous: torch.Tensor, state, context, keys, memory, mask, constrain: bool = False):
@@ -245,13 +247,13 @@ class Seq2SeqTranscriber(nn.Module):
         pitches). With ``constrain`` the logits of tokens :class:`TokenGrammar` forbids
         are set to -1e9. Returns (logits, state, context, weights)."""
         now = state[3] + shift_steps(previous).to(state[3].dtype)
-        open_since, seen = TokenGrammar.update(state[4], state[5], previous, now)
+        grammar = TokenGrammar.update(*state[4:7], previous, now)
         h, c = self.cell(torch.cat([self.embed(previous), context], dim=-1), state[:2])
         context, weights = self._attend(h, keys, memory, mask, state[2], now)
         logits = self.out(torch.cat([h, context], dim=-1))
         if constrain:
-            logits = logits.masked_fill(~TokenGrammar.allowed(open_since, seen, now), -1e9)
-        return logits, (h, c, weights.to(memory.dtype), now, open_since, seen), context, weights
+            logits = logits.masked_fill(~TokenGrammar.allowed(*grammar, now), -1e9)
+        return logits, (h, c, weights.to(memory.dtype), now, *grammar), context, weights
 
     def forward(self, audio: torch.Tensor, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         n_tokens = int((tokens != PAD).sum(dim=1).max()) if tokens.numel() else 0
@@ -379,44 +381,49 @@ class Seq2SeqTranscriber(nn.Module):
 
 class TokenGrammar:
     """What a window's token sequence may say next, as tensors carried in the decoder
-    state (so beams copy them): ``open_since`` (batch, 88) float, the time in 10 ms
-    steps at which each sounding pitch was turned on (-1: not sounding), and ``seen``
-    (batch, 88) bool, pitches turned on or off earlier in the window.
+    state (so beams copy them): ``last_on`` (batch, 88) float, the time in 10 ms steps
+    of each pitch's latest NOTE_ON (-1e9: none), ``sounding`` (batch, 88) bool, and
+    ``seen`` (batch, 88) bool, pitches turned on or off earlier in the window.
 
-    Forbidden: NOTE_ON of a pitch turned on less than ``MIN_REATTACK_STEPS`` (50 ms)
-    ago (a decoder that shifts by 10 ms sees the same attack again), NOTE_OFF of a pitch
-    that is not sounding unless the window has not mentioned it yet (it may ring from
-    before the window) or that was turned on at this very step, and PAD / SOS. Applied
-    when decoding only; teacher-forced training sees the labels as they are.
+    Forbidden: NOTE_ON of a sounding pitch (the labels end a note before re-attacking
+    it, NOTE_OFFs first at one instant) or of one turned on less than
+    ``MIN_REATTACK_STEPS`` (50 ms) ago (a decoder that shifts by 10 ms sees the same
+    attack again), NOTE_OFF of a pitch that is not sounding unless the window has not mentioned it yet
+    (it may ring from before the window) or that was turned on at this very step, and
+    PAD / SOS. Applied when decoding only; teacher-forced training sees the labels as
+    they are.
     """
 
     MIN_REATTACK_STEPS = 5
+    NEVER = -1e9
+
+    @classmethod
+    def start(cls, batch: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(last_on, sounding, seen) of an empty window."""
+        flags = torch.zeros(batch, N_KEYS, dtype=torch.bool, device=device)
+        return torch.full((batch, N_KEYS), cls.NEVER, device=device), flags, flags.clone()
 
     @staticmethod
-    def start(batch: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        return (torch.full((batch, N_KEYS), -1.0, device=device), torch.zeros(batch, N_KEYS, dtype=torch.bool,
-                                                                              device=device))
-
-    @staticmethod
-    def update(open_since: torch.Tensor, seen: torch.Tensor, token: torch.Tensor,
-               now: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """New (open_since, seen) after reading ``token`` (batch,) at time ``now`` (batch,)."""
+    def update(last_on: torch.Tensor, sounding: torch.Tensor, seen: torch.Tensor, token: torch.Tensor,
+               now: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """New (last_on, sounding, seen) after reading ``token`` (batch,) at time ``now`` (batch,)."""
         is_on = token < NOTE_OFF_BASE
         is_off = (token >= NOTE_OFF_BASE) & (token < SHIFT_BASE)
         key = torch.where(is_on, token, token - NOTE_OFF_BASE).clamp(0, N_KEYS - 1)
         hit = nn.functional.one_hot(key, N_KEYS).bool() & (is_on | is_off)[:, None]
-        open_since = torch.where(hit & is_on[:, None], now.float()[:, None], open_since)
-        open_since = torch.where(hit & is_off[:, None], torch.full_like(open_since, -1.0), open_since)
-        return open_since, seen | hit
+        turned_on = hit & is_on[:, None]
+        last_on = torch.where(turned_on, now.float()[:, None], last_on)
+        sounding = (sounding & ~(hit & is_off[:, None])) | turned_on
+        return last_on, sounding, seen | hit
 
     @classmethod
-    def allowed(cls, open_since: torch.Tensor, seen: torch.Tensor, now: torch.Tensor) -> torch.Tensor:
+    def allowed(cls, last_on: torch.Tensor, sounding: torch.Tensor, seen: torch.Tensor,
+                now: torch.Tensor) -> torch.Tensor:
         """(batch, VOCAB_SIZE) bool: the tokens that may come next."""
-        sounding = open_since >= 0
-        age = now.float()[:, None] - open_since
-        on_ok = ~(sounding & (age < cls.MIN_REATTACK_STEPS))
+        age = now.float()[:, None] - last_on
+        on_ok = (age >= cls.MIN_REATTACK_STEPS) & ~sounding
         off_ok = (sounding & (age > 0)) | ~seen
-        rest = torch.ones(open_since.shape[0], VOCAB_SIZE - 2 * N_KEYS, dtype=torch.bool, device=open_since.device)
+        rest = torch.ones(last_on.shape[0], VOCAB_SIZE - 2 * N_KEYS, dtype=torch.bool, device=last_on.device)
         rest[:, PAD - SHIFT_BASE] = False
         rest[:, SOS - SHIFT_BASE] = False
         return torch.cat([on_ok, off_ok, rest], dim=1)
@@ -448,9 +455,11 @@ def is_looping(tokens: list[int], max_period: int = 8, repeats: int = 4) -> bool
     return False
 
 
-def window_token_targets(notes, start_s: float, duration_s: float, max_tokens: int) -> np.ndarray:
-    """(max_tokens,) int64: the window's tokens (cut to ``max_tokens - 1`` + EOS), PAD after."""
-    tokens = encode_window(notes, start_s, duration_s)
+def window_token_targets(notes, start_s: float, duration_s: float, max_tokens: int,
+                         snap_s: float = 0.0) -> np.ndarray:
+    """(max_tokens,) int64: the window's tokens (cut to ``max_tokens - 1`` + EOS), PAD after;
+    ``snap_s`` as in :func:`~amtcli.decoding.tokens.encode_window`."""
+    tokens = encode_window(notes, start_s, duration_s, snap_s)
     if len(tokens) > max_tokens:
         tokens = tokens[: max_tokens - 1] + [EOS]
     out = np.full(max_tokens, PAD, dtype=np.int64)
