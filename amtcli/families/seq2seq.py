@@ -385,13 +385,17 @@ class TokenGrammar:
     of each pitch's latest NOTE_ON (-1e9: none), ``sounding`` (batch, 88) bool, and
     ``seen`` (batch, 88) bool, pitches turned on or off earlier in the window.
 
-    Forbidden: NOTE_ON of a sounding pitch (the labels end a note before re-attacking
-    it, NOTE_OFFs first at one instant) or of one turned on less than
-    ``MIN_REATTACK_STEPS`` (50 ms) ago (a decoder that shifts by 10 ms sees the same
-    attack again), NOTE_OFF of a pitch that is not sounding unless the window has not mentioned it yet
-    (it may ring from before the window) or that was turned on at this very step, and
-    PAD / SOS. Applied when decoding only; teacher-forced training sees the labels as
-    they are.
+    Forbidden:
+
+    * NOTE_ON of a sounding pitch (the labels end a note before re-attacking it,
+      NOTE_OFFs first at one instant) or of one turned on less than
+      ``MIN_REATTACK_STEPS`` (50 ms) ago (a decoder that shifts by 10 ms sees the same
+      attack again);
+    * NOTE_OFF of a pitch that is not sounding, unless the window has not mentioned it
+      yet (it may ring from before the window), and of one turned on at this very step;
+    * PAD and SOS.
+
+    Applied when decoding only; teacher-forced training sees the labels as they are.
     """
 
     MIN_REATTACK_STEPS = 5
