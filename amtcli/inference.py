@@ -132,10 +132,14 @@ class ChunkDecoder:
         """One window's output; frames [lo, hi) of it (window-relative) are its own."""
         if self.kind != "tokens":
             return self.push(output[lo:hi])
+        from amtcli.decoding.tokens import PAD
+
         rate = self.frame_rate_hz
         self._stops[self._stop_codes[int(output[-1])]] += 1
         start_s = start_frame / rate
-        return self._decoder.push(output[:-1].tolist(), start_s, start_s + lo / rate, start_s + hi / rate)
+        tokens = output[:-1].tolist()
+        tokens = tokens[: tokens.index(PAD)] if PAD in tokens else tokens   # the row's padding, not output
+        return self._decoder.push(tokens, start_s, start_s + lo / rate, start_s + hi / rate)
 
     def push(self, chunk: np.ndarray) -> list:
         if self.kind == "ctc":

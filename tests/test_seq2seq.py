@@ -128,10 +128,23 @@ def test_transcribe_a_long_file_with_a_random_model_never_crashes(tmp_path):
     audio = Audio(np.random.default_rng(0).normal(0, 0.1, 16000 * 23).astype(np.float32), 16000)
     result = transcribe(loaded, audio, DecodeOptions())
     assert result.stats["n_windows"] == 4
-    stops = sum(result.stats[f"windows_stopped_{k}"] for k in ("eos", "length", "loop"))
+    stops = sum(result.stats[f"windows_stopped_{k}"] for k in Seq2SeqTranscriber.STOP_CODES)
     assert stops == 4
     assert all(0 <= n.onset_s < n.offset_s <= 23.0 for n in result.notes)
     assert {"invalid_tokens", "dropped_tokens", "n_tokens"} <= set(result.stats)
+
+
+def test_token_stats_count_decoded_tokens_not_the_rows_padding(tmp_path):
+    """A model that says EOS at once decodes no token: none counted, none invalid."""
+    model = Seq2SeqTranscriber(SMALL)
+    with torch.no_grad():
+        model.out[-1].bias.fill_(-100.0)
+        model.out[-1].bias[EOS] = 100.0
+    save_checkpoint(tmp_path / "ck", "seq2seq", SMALL.to_dict(), model)
+    audio = Audio(np.random.default_rng(0).normal(0, 0.1, 16000 * 12).astype(np.float32), 16000)
+    result = transcribe(load_checkpoint(tmp_path / "ck"), audio, DecodeOptions())
+    assert result.stats["windows_stopped_eos"] == result.stats["n_windows"] > 0
+    assert result.stats["n_tokens"] == result.stats["invalid_tokens"] == 0 and not result.notes
 
 
 def test_attention_png_per_window_and_refused_for_other_families(tmp_path, random_onf_checkpoint):
