@@ -77,7 +77,7 @@ def run_windows(model: LoadedModel, windows: list[np.ndarray], options: DecodeOp
     posteriorgrams for frame and CTC models, decoded token rows for seq2seq."""
     tensor = torch.from_numpy(np.stack(windows)).to(model.device)
     if output_kind(model) == "tokens":
-        return model.module.decode_windows(tensor, options.beam_width)
+        return model.module.decode_windows(tensor, options.beam_width, options.token_grammar)
     return model.module.posteriorgram(tensor).float().cpu().numpy()
 
 

@@ -128,6 +128,9 @@ class DecodeOptions:
             beam search with that many prefixes.
         blank_offset: CTC models: subtracted from the blank's log-probability before
             decoding (> 0 emits more tokens; tuned on validation for length ratio ~1).
+        token_grammar: seq2seq models: decode under
+            :class:`~amtcli.families.seq2seq.TokenGrammar` (no echoed NOTE_ON within
+            50 ms, no NOTE_OFF of a silent pitch the window already mentioned).
     """
 
     onset_threshold: float = 0.5
@@ -138,6 +141,7 @@ class DecodeOptions:
     note_start: str = "onset"
     beam_width: int = 1
     blank_offset: float = 0.0
+    token_grammar: bool = True
 
     def __post_init__(self) -> None:
         if self.beam_width < 1:

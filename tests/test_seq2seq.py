@@ -307,10 +307,10 @@ def test_token_grammar_forbids_echoes_and_offs_of_silent_pitches():
     assert not allowed[on(60)] and not allowed[off(60)] and allowed[on(61)]   # no echo, no zero-length note
     allowed = read(SHIFT_BASE + 3, shift=4)                                   # 40 ms later
     assert not allowed[on(60)] and allowed[off(60)]
-    allowed = read(SHIFT_BASE, shift=1)                                       # 50 ms on, still sounding:
-    assert not allowed[on(60)]                                                # end it first
+    allowed = read(SHIFT_BASE, shift=1)                                       # 50 ms: a re-attack is fine
+    assert allowed[on(60)]
     allowed = read(off(60))
-    assert allowed[on(60)]                                                    # then a re-attack is fine
+    assert allowed[on(60)]
     allowed = read(on(60))
     allowed = read(SHIFT_BASE + 4, shift=5)
     allowed = read(off(62))                                                   # rang from before the window
@@ -352,3 +352,19 @@ def test_dilated_encoder_starts_from_a_cnn_checkpoint(tmp_path):
     assert copy_weights(model, tmp_path / "cnn", ("norm", "acoustic=transcriber")) > 0
     memory, mask = model.encode(torch.randn(2, 16000))
     assert memory.shape == (2, 25, 16) and bool(mask.all())
+
+
+def test_grammar_can_be_switched_off():
+    """A decoder that always prefers NOTE_ON(60): the grammar lets it through every 50 ms
+    only; without the grammar it repeats at once and the loop detector stops it."""
+    model = Seq2SeqTranscriber(SMALL).eval()
+    with torch.no_grad():
+        model.out[-1].bias.fill_(-100.0)
+        model.out[-1].bias[60 - 21] = 100.0
+        model.out[-1].bias[SHIFT_BASE] = 50.0
+    audio, _, _ = tone_batch()
+    free = model.greedy(audio[:1], grammar=False)[0]
+    assert free == {"tokens": [60 - 21] * 4, "stopped": "loop"}
+    constrained = model.greedy(audio[:1])[0]["tokens"]
+    assert constrained[:7] == [60 - 21] + [SHIFT_BASE] * 5 + [60 - 21]
+    assert model.decode_windows(audio[:1], grammar=False)[0, -1] == Seq2SeqTranscriber.STOP_CODES.index("loop")
