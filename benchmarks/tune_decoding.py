@@ -4,8 +4,10 @@ Computes each recording's posteriorgram once, decodes it with every combination 
 note-start rule ("onset" or "frame"), onset threshold, frame threshold, minimum
 note duration, gap filling and re-onset rise (the last two act in frame-only
 decoding) and blank offset (CTC models), and prints mean note-onset F1 (and note-with-offset and frame F1) per
-combination. With --write, stores the combination with the best onset F1 in the
-checkpoint's config.json ("decode"), which `amtcli transcribe` then uses by default.
+combination. For seq2seq models, which decode tokens and not posteriors, it runs the
+whole decoder once per choice of --token-grammar instead. With --write, stores the
+combination with the best onset F1 in the checkpoint's config.json ("decode"), which
+`amtcli transcribe` then uses by default.
 
     python benchmarks/tune_decoding.py runs/onf/best --dataset data/synth-v1 --write
 """
@@ -22,11 +24,10 @@ import torch
 
 
 def main() -> None:
-    from amtcli.atomic import atomic_path
     from amtcli.audio import Audio
-    from amtcli.checkpoint import CONFIG_FILE, load_checkpoint
+    from amtcli.checkpoint import load_checkpoint
     from amtcli.evaluation import evaluate_notes, mean_result
-    from amtcli.inference import decode_chunks, stitched_posteriors
+    from amtcli.inference import decode_chunks, stitched_posteriors, transcribe
     from amtcli.options import DecodeOptions
     from amtcli.training.data import load_recordings, split_pairs
 
@@ -42,6 +43,7 @@ def main() -> None:
     parser.add_argument("--gap-fill", default="0.04", help="gap_fill_s values (frame-only decoding)")
     parser.add_argument("--reonset", default="0", help="reonset_threshold values (frame-only decoding)")
     parser.add_argument("--blank-offset", default="0", help="blank_offset values (CTC models)")
+    parser.add_argument("--token-grammar", default="on,off", help="seq2seq models: decode with / without the grammar")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write", action="store_true", help="store the best pair in config.json")
     args = parser.parse_args()
@@ -49,6 +51,22 @@ def main() -> None:
 
     model = load_checkpoint(args.checkpoint)
     recordings = load_recordings(split_pairs(args.dataset, args.split), model.features, args.max_s)
+    if getattr(model.module, "OUTPUT", "frames") == "tokens":
+        rows = []
+        for grammar in args.token_grammar.split(","):
+            options = DecodeOptions(token_grammar=grammar == "on")
+            decoded = [list(transcribe(model, Audio(r.samples, model.features.sample_rate), options).notes)
+                       for r in recordings]
+            mean = mean_result([evaluate_notes(list(r.notes), notes, name=r.name)
+                                for r, notes in zip(recordings, decoded)])
+            n_est, n_ref = sum(map(len, decoded)), sum(len(r.notes) for r in recordings)
+            rows.append(({"token_grammar": options.token_grammar}, mean.note_onset.f1))
+            print(f"token grammar {grammar:3s}: length ratio {n_est / max(n_ref, 1):.3f} "
+                  f"note-onset F1 {mean.note_onset.f1:.4f} note-offset F1 {mean.note_offset.f1:.4f} "
+                  f"frame F1 {mean.frame.f1:.4f}", flush=True)
+        chosen, best_f1 = max(rows, key=lambda row: row[1])
+        report(args, chosen, best_f1, len(recordings))
+        return
     posteriors = [
         np.concatenate(list(stitched_posteriors(model, Audio(r.samples, model.features.sample_rate))))
         for r in recordings
@@ -82,7 +100,15 @@ def main() -> None:
               "frame_threshold": best.frame_threshold, "min_duration_s": best.min_duration_s,
               "gap_fill_s": best.gap_fill_s, "reonset_threshold": best.reonset_threshold,
               "blank_offset": best.blank_offset}
-    print(f"best: {chosen} (note-onset F1 {best_f1:.4f} on {len(recordings)} {args.split} recordings "
+    report(args, chosen, best_f1, len(recordings))
+
+
+def report(args, chosen: dict, best_f1: float, n_recordings: int) -> None:
+    """Print the best decoding and, with --write, store it in the checkpoint's config.json."""
+    from amtcli.atomic import atomic_path
+    from amtcli.checkpoint import CONFIG_FILE
+
+    print(f"best: {chosen} (note-onset F1 {best_f1:.4f} on {n_recordings} {args.split} recordings "
           f"of {args.dataset})")
     if args.write:
         path = args.checkpoint / CONFIG_FILE
