@@ -139,7 +139,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='f782f2fefa35f2840272e45418602fb7eec8ffe7bf724ce5a71bf4b871029692', size=967),
             ModelFile('model.safetensors', sha256='3f1f1565ea2da8236ba4dade9b1da1f3c857909ec8b94d36dfebbc3243816acf', size=2764952),
-            ModelFile('README.md', sha256='210193bbcaa48987655122e6d4286ebee23775d450f0fdca2216c6927e6995e2', size=5065),
+            ModelFile('README.md', sha256='e6907caa68e89e81f249e2064e61ccb59aa3c6b95aa9b981f9b33061332d298f', size=5342),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.688, 'note-onset F1, realdev (Bach10, mean)': 0.595, 'frame F1, realdev': 0.85},
     ),
@@ -152,7 +152,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='3f34777ef4a12f01d5153b9a9835fddec5d77af123ccf569e1763fffba90b99b', size=607),
             ModelFile('model.safetensors', sha256='8bc8ae2af0ebe4a15797048553b0436016033b1485ea9005dbbbaa817811d9cf', size=2580384),
-            ModelFile('README.md', sha256='a71b469c70e6d4447d7f5a46d5db156ec552b0cf75c9006160d0350cf7dd48f2', size=4920),
+            ModelFile('README.md', sha256='61fab77990fd804618d8d01fe10080289310febe65443a0620cb53ab2c6b6312', size=4990),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.62, 'note-onset F1, realdev (Bach10, mean)': 0.505, 'frame F1, realdev': 0.87},
     ),
@@ -165,9 +165,22 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='c912e622c352383c8e46fa39623bd5457b39ca4b8e284f9a119c9ba9a1565b0d', size=1075),
             ModelFile('model.safetensors', sha256='fb3ae76f6c2631542a7ed6d6eccd7747f18bf9c442ca21339ad280df4bfd8569', size=2177904),
-            ModelFile('README.md', sha256='eadf0b1cb11bf500e201cfba197d8b2104b7c2c3f2bfc6cb5bf91fbc1618726e', size=6076),
+            ModelFile('README.md', sha256='20e39648f62301513055535fa9819ed457fa5590d730b2b7dced1f46de79c54a', size=6197),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.712, 'note-onset F1, realdev (Bach10, mean)': 0.578, 'frame F1, realdev': 0.638, 'token F1, synthetic test': 0.782},
+    ),
+    ModelEntry(
+        name='seq2seq',
+        family='seq2seq',
+        description="CNN + BiLSTM encoder, attention LSTM decoder over note-event tokens, 0.80 M parameters (the study's Seq2Seq model; the weakest bundled model, no velocities).",
+        repo_id=None,
+        revision=None,
+        files=(
+            ModelFile('config.json', sha256='43dfbb79823ca8578c525956f2b0b9358a66f62922cbf21f3b1dbdbc3d732554', size=1224),
+            ModelFile('model.safetensors', sha256='d7de8e516d93a5eb5b6f5a7115fab33f65bd5cc1eaa69ea6fd9f983f26ed25c4', size=3222348),
+            ModelFile('README.md', sha256='e63fbb57cf957113bf92f1f05ed98f5fa76b357defe9bf17f18ebdd3a468de7a', size=6373),
+        ),
+        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.494, 'note-onset F1, realdev (Bach10, mean)': 0.359, 'frame F1, realdev': 0.288, 'token F1, synthetic test': 0.613},
     ),
 )
 

@@ -23,7 +23,10 @@ MIN_ONSET_F1 = {
     "onf": 0.70,  # measured 0.773 on 2026-11-22
     "cnn": 0.70,  # measured 0.794 on 2026-11-22
     "ctc": 0.70,  # measured 0.792 on 2026-12-01 (greedy, blank offset 1.5)
+    "seq2seq": 0.45,  # measured 0.589 on 2026-12-01 (greedy, no grammar)
 }
+#: Models without a velocity output (every note gets the default velocity).
+NO_VELOCITY = {"seq2seq"}
 
 
 def test_cnn_is_the_default_and_every_model_is_bundled():
@@ -45,7 +48,8 @@ def test_bundled_model_transcribes_the_held_out_soundfont_example(model_name):
     estimate = transcribe(model, audio)
     result = evaluate_notes(load_notes(EXAMPLES / "example.reference.csv"), list(estimate.notes))
     assert result.note_onset.f1 >= MIN_ONSET_F1[model_name], result.as_dict()
-    assert len({n.velocity for n in estimate.notes}) > 1  # velocities come from the model
+    if model_name not in NO_VELOCITY:
+        assert len({n.velocity for n in estimate.notes}) > 1  # velocities come from the model
 
 
 def test_quick_start_command(tmp_path):
