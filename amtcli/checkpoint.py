@@ -187,6 +187,20 @@ def read_config(folder: Path) -> dict:
     return payload
 
 
+def read_weights(path: Path, missing_message: str) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; ModelError with ``missing_message`` when it is
+    absent, with the reader's reason when it is unreadable."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise ModelError(missing_message) from None
+    except (SafetensorError, OSError) as exc:
+        raise ModelError(f"{path}: unreadable weights ({exc})") from None
+
+
 def copy_weights(module: nn.Module, folder: str | os.PathLike, prefixes: tuple[str, ...]) -> int:
     """Copy the weights under ``prefixes`` (dotted parameter-name prefixes) from the
     checkpoint in ``folder`` into ``module``; returns how many tensors were copied.
@@ -196,16 +210,8 @@ def copy_weights(module: nn.Module, folder: str | os.PathLike, prefixes: tuple[s
     Raises ModelError when the checkpoint is unreadable, a prefix matches nothing in
     either model, or a shape differs.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     weights = Path(folder) / WEIGHTS_FILE
-    try:
-        source = load_file(str(weights))
-    except FileNotFoundError:
-        raise ModelError(f"{weights}: not found (the [init] checkpoint)") from None
-    except (SafetensorError, OSError) as exc:
-        raise ModelError(f"{weights}: unreadable weights ({exc})") from None
+    source = read_weights(weights, f"{weights}: not found (the [init] checkpoint)")
     target = module.state_dict()
     copied = {}
     for entry in prefixes:
@@ -228,9 +234,6 @@ def copy_weights(module: nn.Module, folder: str | os.PathLike, prefixes: tuple[s
 
 def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu", name: str | None = None) -> LoadedModel:
     """Build the model described by ``folder`` and load its weights strictly."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     payload = read_config(folder)
     family = get_family(payload["family"])
@@ -240,12 +243,7 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
     except (TypeError, ValueError) as exc:
         raise ModelError(f"{folder / CONFIG_FILE}: config does not fit family {family.name!r} ({exc})") from None
     weights = folder / WEIGHTS_FILE
-    try:
-        state = load_file(str(weights))
-    except FileNotFoundError:
-        raise ModelError(f"{folder}: no {WEIGHTS_FILE}") from None
-    except (SafetensorError, OSError) as exc:
-        raise ModelError(f"{weights}: unreadable weights ({exc})") from None
+    state = read_weights(weights, f"{folder}: no {WEIGHTS_FILE}")
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
