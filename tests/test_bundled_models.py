@@ -59,3 +59,22 @@ def test_quick_start_command(tmp_path):
     assert result.exit_code == 0, result.output
     for suffix in ("mid", "csv", "png"):
         assert (tmp_path / f"example.{suffix}").stat().st_size > 0
+
+
+@pytest.mark.parametrize("model_name", sorted(MIN_ONSET_F1))
+def test_bundled_recipe_describes_the_bundled_weights(model_name):
+    """models/<name>/recipe.toml rebuilds the architecture in models/<name>/config.json."""
+    import json
+
+    from amtcli.options import FeatureSpec
+    from amtcli.training.config import load_recipe
+
+    _, folder = resolve_model(model_name)
+    recipe = load_recipe(folder / "recipe.toml")
+    config = json.loads((folder / "config.json").read_text())
+    assert recipe.family == config["family"]
+    for key, value in recipe.model.items():
+        if key == "features":
+            assert FeatureSpec.from_dict(value) == FeatureSpec.from_dict(config["config"]["features"])
+        else:
+            assert config["config"][key] == value, key
