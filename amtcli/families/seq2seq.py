@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from amtcli.decoding.tokens import (EOS, NOTE_OFF_BASE, PAD, SHIFT_BASE, SOS, TIME_STEP_S, VOCAB_SIZE,
-                                    encode_window)
+from amtcli.decoding.tokens import (EOS, MAX_SHIFT_STEPS, NOTE_OFF_BASE, PAD, SHIFT_BASE, SOS, TIME_STEP_S,
+                                    VOCAB_SIZE, encode_window)
 from amtcli.families.onsets_frames import build_acoustic, run_acoustic
 from amtcli.families.config import FamilyConfig
 from amtcli.features import build_frontend
@@ -244,10 +244,12 @@ class Seq2SeqTranscriber(nn.Module):
     def _step(self, previous: torch.Tensor, state, context, keys, memory, mask, constrain: bool = False):
         """One decoder step with input feeding; ``previous`` is the token read at this
         step (a TIME_SHIFT moves the current time, NOTE_ON / NOTE_OFF open and close
-        pitches). With ``constrain`` the logits of tokens :class:`TokenGrammar` forbids
-        are set to -1e9. Returns (logits, state, context, weights)."""
+        pitches). With ``constrain`` the :class:`TokenGrammar` state follows the tokens and
+        the logits of the tokens it forbids are set to -1e9; without it (teacher forcing,
+        unconstrained decoding) that state is passed on untouched. Returns (logits,
+        state, context, weights)."""
         now = state[3] + shift_steps(previous).to(state[3].dtype)
-        grammar = TokenGrammar.update(*state[4:7], previous, now)
+        grammar = TokenGrammar.update(*state[4:7], previous, now) if constrain else state[4:7]
         h, c = self.cell(torch.cat([self.embed(previous), context], dim=-1), state[:2])
         context, weights = self._attend(h, keys, memory, mask, state[2], now)
         logits = self.out(torch.cat([h, context], dim=-1))
@@ -302,7 +304,6 @@ class Seq2SeqTranscriber(nn.Module):
         state, context = self._start(memory)
         batch = memory.shape[0]
         end_steps = self._end_steps(mask)
-        times = [0] * batch
         previous = torch.full((batch,), SOS, dtype=torch.long, device=memory.device)
         outputs: list[list[int]] = [[] for _ in range(batch)]
         attention: list[list[np.ndarray]] = [[] for _ in range(batch)]
@@ -311,6 +312,7 @@ class Seq2SeqTranscriber(nn.Module):
             logits, state, context, weights = self._step(previous, state, context, keys, memory, mask,
                                                          constrain=grammar)
             previous = logits.argmax(dim=-1)
+            now = state[3].tolist()                                # time before this step's token
             for i, token in enumerate(previous.tolist()):
                 if stopped[i] is not None:
                     continue
@@ -320,8 +322,7 @@ class Seq2SeqTranscriber(nn.Module):
                 outputs[i].append(token)
                 if return_attention:
                     attention[i].append(weights[i].float().cpu().numpy())
-                times[i] += shift_steps_of(token)
-                if times[i] >= end_steps[i]:
+                if now[i] + shift_steps_of(token) >= end_steps[i]:
                     stopped[i] = "end"
                 elif is_looping(outputs[i]):
                     stopped[i] = "loop"
@@ -518,8 +519,6 @@ def shift_soft_targets(tokens: torch.Tensor, sigma_steps: float) -> torch.Tensor
     """(batch, n_tokens) ids -> (batch, n_tokens, VOCAB_SIZE) target distributions:
     one-hot, except that a TIME_SHIFT(k) spreads over TIME_SHIFT(j) with weights
     exp(-(j - k)^2 / (2 sigma^2)), normalised."""
-    from amtcli.decoding.tokens import MAX_SHIFT_STEPS
-
     soft = nn.functional.one_hot(tokens.clamp(0, VOCAB_SIZE - 1), VOCAB_SIZE).float()
     is_shift = (tokens >= SHIFT_BASE) & (tokens < EOS)
     grid = torch.arange(MAX_SHIFT_STEPS, device=tokens.device, dtype=torch.float32)
