@@ -139,7 +139,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='f782f2fefa35f2840272e45418602fb7eec8ffe7bf724ce5a71bf4b871029692', size=967),
             ModelFile('model.safetensors', sha256='3f1f1565ea2da8236ba4dade9b1da1f3c857909ec8b94d36dfebbc3243816acf', size=2764952),
-            ModelFile('README.md', sha256='e6907caa68e89e81f249e2064e61ccb59aa3c6b95aa9b981f9b33061332d298f', size=5342),
+            ModelFile('README.md', sha256='46672d6d29abc8085744899d97d0a70c5b7c4fef3d807a86074d76f342e6bc0c', size=5366),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.688, 'note-onset F1, realdev (Bach10, mean)': 0.595, 'frame F1, realdev': 0.85},
     ),
@@ -178,7 +178,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='43dfbb79823ca8578c525956f2b0b9358a66f62922cbf21f3b1dbdbc3d732554', size=1224),
             ModelFile('model.safetensors', sha256='d7de8e516d93a5eb5b6f5a7115fab33f65bd5cc1eaa69ea6fd9f983f26ed25c4', size=3222348),
-            ModelFile('README.md', sha256='d11eacc850d9802311667f5e10c3d59fec397e24eae56dd3579c6625d1df40d6', size=6584),
+            ModelFile('README.md', sha256='b15cf169e595901342aefdf3066ec388036fd3ed5478611354514b79e4764173', size=6560),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.494, 'note-onset F1, realdev (Bach10, mean)': 0.359, 'frame F1, realdev': 0.288, 'token F1, synthetic test': 0.613},
     ),

@@ -11,9 +11,9 @@ class FrequencyMaxPool(nn.Module):
     (..., n_bins) -> (..., n_bins // factor), trailing bins dropped.
 
     Same result as ``nn.MaxPool2d((1, factor))`` on (batch, channels, n_frames, n_bins),
-    without parameters (checkpoints are unchanged), and about 13x faster on CPU for
-    the stems here (42 ms vs 3 ms on a 16 x 1500 x 128 map, one thread), where
-    ``max_pool2d`` took as long as all the temporal convolutions of ``cnn`` together.
+    without parameters (checkpoints are unchanged), and 6.6-6.8x faster on one CPU
+    thread for the stems here (``benchmarks/startup_pooling.py``: 18.9 ms against
+    2.8 ms on a 16 x 1500 x 128 map).
     """
 
     def __init__(self, factor: int):

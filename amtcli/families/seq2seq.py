@@ -393,7 +393,8 @@ class TokenGrammar:
     * NOTE_ON of a pitch turned on less than ``MIN_REATTACK_STEPS`` (50 ms) ago,
       sounding or not (a decoder that shifts by 10 ms sees the same attack again). A
       NOTE_ON of a pitch that sounds longer is allowed and re-attacks it (forbidding it
-      cost 0.1 note-onset F1 on validation windows: the decoder then said other pitches);
+      made an ad-hoc look at three validation windows worse: the decoder then said other
+      pitches; not benchmarked);
     * NOTE_OFF of a pitch that is not sounding, unless the window has not mentioned it
       yet (it may ring from before the window), and of one turned on at this very step;
     * PAD and SOS.
