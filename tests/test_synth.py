@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from amtcli.datasets import sources as src
-from amtcli.datasets.augment import AugmentConfig, augment, shift_notes
+from amtcli.datasets.augment import AugmentConfig, augment, eq_curve, shift_notes
 from amtcli.datasets.layout import maestro_pairs, musicnet_pairs
 from amtcli.datasets.musicnet import MUSICNET_SAMPLE_RATE, read_musicnet_labels
 from amtcli.datasets.performance import (
@@ -238,6 +238,40 @@ def test_augmentation_pitch_shift_moves_labels():
     assert notes[0].pitch == 69 + semitones
     mild, none = augment(audio, rate, AugmentConfig(), np.random.default_rng(2))
     assert none == 0 and np.max(np.abs(mild)) <= 1.0
+
+
+def _band_db(audio: np.ndarray, rate: int, low_hz: float, high_hz: float) -> float:
+    spectrum = np.abs(np.fft.rfft(audio)) ** 2
+    freqs = np.fft.rfftfreq(len(audio), 1.0 / rate)
+    return float(10 * np.log10(spectrum[(freqs >= low_hz) & (freqs < high_hz)].sum()))
+
+
+def test_eq_curve_follows_its_control_points():
+    rate = 16000
+    audio = np.random.default_rng(0).standard_normal(rate).astype(np.float32)
+    flat = eq_curve(audio, rate, np.zeros(4))
+    np.testing.assert_allclose(flat, audio, atol=1e-5)
+    louder = eq_curve(audio, rate, np.full(4, 6.0))
+    np.testing.assert_allclose(louder, audio * 10 ** (6 / 20), rtol=1e-4, atol=1e-4)
+    # control points at 50, 342, 2339 and 8000 Hz: cut the lows, boost the highs
+    shaped = eq_curve(audio, rate, np.array([-12.0, -12.0, 0.0, 12.0]))
+    assert shaped.shape == audio.shape and shaped.dtype == np.float32
+    low_change = _band_db(shaped, rate, 60, 300) - _band_db(audio, rate, 60, 300)
+    high_change = _band_db(shaped, rate, 5000, 7900) - _band_db(audio, rate, 5000, 7900)
+    assert low_change < -10 and high_change > 5
+
+
+def test_augment_applies_the_eq_curve_only_when_asked():
+    rate = 16000
+    audio = (0.1 * np.random.default_rng(1).standard_normal(rate)).astype(np.float32)
+    quiet = dict(gain_db=(0.0, 0.0), noise_prob=0.0, eq_prob=0.0, reverb_prob=0.0)
+    same, _ = augment(audio, rate, AugmentConfig(**quiet), np.random.default_rng(2))
+    np.testing.assert_allclose(same, audio, atol=1e-6)
+    curved, _ = augment(audio, rate, AugmentConfig(**quiet, eq_curve_prob=1.0, eq_curve_db=10.0),
+                        np.random.default_rng(2))
+    assert np.max(np.abs(curved - audio)) > 0.01
+    with pytest.raises(ValueError, match="eq_curve_points"):
+        AugmentConfig(eq_curve_points=1)
 
 
 def test_maestro_reader(tmp_path):

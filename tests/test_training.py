@@ -86,6 +86,20 @@ def test_bad_recipe_key_is_reported(tmp_path):
     assert result.exit_code == 2 and "learning_rate" in result.output
 
 
+def test_recipe_augment_section_reaches_the_config(tmp_path):
+    from amtcli.training.config import load_recipe
+
+    good = tmp_path / "good.toml"
+    good.write_text('family = "cnn"\n[augment]\neq_curve_prob = 0.5\nreverb_wet = [0.1, 0.4]\n')
+    config = load_recipe(good)
+    assert config.augment.eq_curve_prob == 0.5 and config.augment.reverb_wet == (0.1, 0.4)
+    assert config.augment.noise_prob == 0.3  # unspecified keys keep the mild defaults
+    bad = tmp_path / "bad.toml"
+    bad.write_text('family = "cnn"\n[augment]\nreverb_prob = 2.0\n')
+    result = CliRunner().invoke(app, ["train", "--recipe", str(bad)])
+    assert result.exit_code == 2 and "reverb_prob" in result.output and "Traceback" not in result.output
+
+
 @pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
                     reason="torchrun not installed")
 def test_torchrun_two_ranks_agree(tmp_path, tiny_dataset):

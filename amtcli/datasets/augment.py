@@ -25,6 +25,11 @@ class AugmentConfig:
         noise_snr_db: (low, high) signal-to-noise ratio of that noise in dB.
         eq_prob: probability of a spectral tilt.
         eq_tilt_db: largest tilt in dB between 0 Hz and the Nyquist frequency (+-).
+        eq_curve_prob: probability of a random smooth EQ curve (body resonances,
+            microphone colour): independent gains at ``eq_curve_points`` log-spaced
+            frequencies from 50 Hz to the Nyquist frequency, interpolated in log frequency.
+        eq_curve_db: largest gain of one control point in dB (+-).
+        eq_curve_points: number of control points of that curve.
         reverb_prob: probability of a synthetic room (exponentially decaying noise).
         reverb_rt60_s: (low, high) reverberation time in seconds.
         reverb_wet: (low, high) wet/dry mix of the room.
@@ -37,6 +42,9 @@ class AugmentConfig:
     noise_snr_db: tuple[float, float] = (25.0, 45.0)
     eq_prob: float = 0.3
     eq_tilt_db: float = 6.0
+    eq_curve_prob: float = 0.0
+    eq_curve_db: float = 6.0
+    eq_curve_points: int = 6
     reverb_prob: float = 0.2
     reverb_rt60_s: tuple[float, float] = (0.2, 0.8)
     reverb_wet: tuple[float, float] = (0.05, 0.3)
@@ -44,12 +52,16 @@ class AugmentConfig:
     max_pitch_semitones: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("noise_prob", "eq_prob", "reverb_prob", "pitch_prob"):
+        for name in ("gain_db", "noise_snr_db", "reverb_rt60_s", "reverb_wet"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name in ("noise_prob", "eq_prob", "eq_curve_prob", "reverb_prob", "pitch_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
-        if self.max_pitch_semitones < 0 or self.eq_tilt_db < 0:
-            raise ValueError("max_pitch_semitones and eq_tilt_db must be >= 0")
+        if self.max_pitch_semitones < 0 or self.eq_tilt_db < 0 or self.eq_curve_db < 0:
+            raise ValueError("max_pitch_semitones, eq_tilt_db and eq_curve_db must be >= 0")
+        if self.eq_curve_points < 2:
+            raise ValueError(f"eq_curve_points must be at least 2, got {self.eq_curve_points}")
         for name in ("gain_db", "noise_snr_db", "reverb_rt60_s", "reverb_wet"):
             low, high = getattr(self, name)
             if low > high:
@@ -57,7 +69,7 @@ class AugmentConfig:
 
 
 NO_AUGMENTATION = AugmentConfig(
-    gain_db=(0.0, 0.0), noise_prob=0.0, eq_prob=0.0, reverb_prob=0.0, pitch_prob=0.0
+    gain_db=(0.0, 0.0), noise_prob=0.0, eq_prob=0.0, eq_curve_prob=0.0, reverb_prob=0.0, pitch_prob=0.0
 )
 
 
@@ -80,6 +92,17 @@ def eq_tilt(audio: np.ndarray, tilt_db: float) -> np.ndarray:
     spectrum = np.fft.rfft(audio)
     gains = 10 ** (np.linspace(0.0, tilt_db, len(spectrum)) / 20.0)
     return np.fft.irfft(spectrum * gains, n=len(audio)).astype(np.float32)
+
+
+def eq_curve(audio: np.ndarray, sample_rate: int, gains_db: np.ndarray, low_hz: float = 50.0) -> np.ndarray:
+    """Filter by a smooth EQ curve: ``gains_db[i]`` (dB) at log-spaced frequencies from
+    ``low_hz`` to the Nyquist frequency, linear in log frequency between them and held
+    flat below ``low_hz``. Output keeps the input's length."""
+    spectrum = np.fft.rfft(audio)
+    freqs = np.fft.rfftfreq(len(audio), d=1.0 / sample_rate)
+    points = np.geomspace(low_hz, sample_rate / 2.0, len(gains_db))
+    curve_db = np.interp(np.log(np.maximum(freqs, low_hz)), np.log(points), gains_db)
+    return np.fft.irfft(spectrum * 10 ** (curve_db / 20.0), n=len(audio)).astype(np.float32)
 
 
 def room_reverb(
@@ -111,7 +134,7 @@ def augment(
 ) -> tuple[np.ndarray, int]:
     """Apply a random augmentation. Returns (audio of the same length, pitch shift in semitones).
 
-    Order: pitch shift, EQ tilt, room, gain, noise. The result is clipped to [-1, 1].
+    Order: pitch shift, EQ tilt, EQ curve, room, gain, noise. The result is clipped to [-1, 1].
     """
     out = np.asarray(audio, dtype=np.float32)
     semitones = 0
@@ -121,6 +144,9 @@ def augment(
         out = pitch_shift(out, sample_rate, semitones)
     if rng.random() < config.eq_prob:
         out = eq_tilt(out, float(rng.uniform(-config.eq_tilt_db, config.eq_tilt_db)))
+    if config.eq_curve_prob and rng.random() < config.eq_curve_prob:
+        gains = rng.uniform(-config.eq_curve_db, config.eq_curve_db, config.eq_curve_points)
+        out = eq_curve(out, sample_rate, gains)
     if rng.random() < config.reverb_prob:
         out = room_reverb(
             out, sample_rate, float(rng.uniform(*config.reverb_rt60_s)), float(rng.uniform(*config.reverb_wet)), rng

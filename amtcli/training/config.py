@@ -6,6 +6,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from amtcli.datasets.augment import AugmentConfig
 from amtcli.errors import ConfigError
 
 
@@ -20,7 +21,8 @@ class DataConfig:
         batch_size: crops per optimizer step (per process under torchrun).
         validation_files: how many validation recordings to score at each evaluation.
         validation_max_s: seconds of each validation recording that are scored.
-        augment: apply the data loader's mild augmentation.
+        augment: augment training crops (with the recipe's ``[augment]`` settings,
+            the loader's mild defaults where it is silent).
         reattack_gap_frames: end a note's frame target this many frames before a
             same-pitch re-attack (frame-only models; 0 keeps the labels as they are).
     """
@@ -118,6 +120,7 @@ class TrainConfig:
     optim: OptimConfig = OptimConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     init: InitConfig = InitConfig()
+    augment: AugmentConfig = AugmentConfig()
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -134,7 +137,7 @@ def _section(cls, data: dict, name: str):
         raise ConfigError(f"recipe [{name}] has unknown keys: {', '.join(sorted(unknown))}")
     try:
         return cls(**data)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"recipe [{name}]: {exc}") from None
 
 
@@ -160,5 +163,6 @@ def load_recipe(path: str | Path, overrides: dict[str, dict] | None = None) -> T
         optim=_section(OptimConfig, raw.get("optim", {}), "optim"),
         schedule=_section(ScheduleConfig, raw.get("schedule", {}), "schedule"),
         init=_section(InitConfig, raw.get("init", {}), "init"),
+        augment=_section(AugmentConfig, raw.get("augment", {}), "augment"),
         seed=int(raw.get("seed", 0)),
     )

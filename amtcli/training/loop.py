@@ -24,7 +24,6 @@ import torch.distributed as dist
 
 from amtcli.atomic import atomic_path
 from amtcli.checkpoint import LoadedModel, copy_weights, get_family, save_checkpoint
-from amtcli.datasets.augment import AugmentConfig
 from amtcli.errors import ConfigError
 from amtcli.options import WindowSpec
 from amtcli.training.config import TrainConfig
@@ -171,7 +170,7 @@ def _datasets(config: TrainConfig, features, rank: int, rng: np.random.Generator
     if rank == 0:
         pairs = split_pairs(dataset, config.data.validation_split)[: config.data.validation_files]
         val_recordings = load_recordings(pairs, features, config.data.validation_max_s)
-    augment_config = AugmentConfig() if config.data.augment else None
+    augment_config = config.augment if config.data.augment else None
     sampler = CropSampler(train_recordings, features, crop_frames, rng, augment_config, config.data.reattack_gap_frames,
                           note_targets)
     return sampler, val_recordings
@@ -216,7 +215,7 @@ def _write_run_recipe(run_dir: Path, config: TrainConfig, world: int) -> None:
     payload = {"family": config.family, "name": config.name, "model": config.model,
                "windowing": config.windowing, "seed": config.seed,
                "data": asdict(config.data), "optim": asdict(config.optim), "schedule": asdict(config.schedule),
-               "init": asdict(config.init),
+               "init": asdict(config.init), "augment": asdict(config.augment),
                "world_size": world}
     with atomic_path(run_dir / "recipe.json", overwrite=True) as tmp:
         tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
