@@ -19,8 +19,8 @@ from amtcli.datasets.performance import (
     perform,
 )
 from amtcli.datasets.stats import dataset_stats
-from amtcli.datasets.synth import load_recipe, plan_items, synthesize
-from amtcli.errors import DataError
+from amtcli.datasets.synth import bundled_recipes, load_recipe, plan_items, synthesize
+from amtcli.errors import ConfigError, DataError
 from amtcli.types import Note, validate_notes
 
 TIMGM = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
@@ -180,6 +180,33 @@ def test_split_by_work_and_held_out_soundfont(tmp_path):
     assert {s for v in split_of.values() for s in v} == {"train", "validation", "test"}
     again, _ = plan_items(recipe, seed=0, cache_dir=tmp_path / "cache")
     assert again == items
+
+
+def test_recipe_base_replaces_only_the_keys_it_names(tmp_path):
+    path = _recipe(tmp_path, hours=0.5, generated_share=0.9)
+    derived = tmp_path / "derived.toml"
+    derived.write_text(f'base = "{path}"\n[soundfonts]\ntrain = ["/a.sf2", "/b.sf2"]\n', encoding="utf-8")
+    plain, with_base = load_recipe(path), load_recipe(derived)
+    assert with_base.train_soundfonts == ("/a.sf2", "/b.sf2")
+    assert with_base.test_soundfonts == plain.test_soundfonts and with_base.sources == plain.sources
+    items, _ = plan_items(plain, seed=0, cache_dir=tmp_path / "cache")
+    other, _ = plan_items(with_base, seed=0, cache_dir=tmp_path / "cache")
+    assert [(i.item_id, i.split, i.bpm) for i in items] == [(i.item_id, i.split, i.bpm) for i in other]
+    assert [i for i in items if i.split == "test"] == [i for i in other if i.split == "test"]
+    assert {i.soundfont for i in other if i.split == "train"} <= {"/a.sf2", "/b.sf2"}
+    loop = tmp_path / "loop.toml"
+    loop.write_text(f'base = "{loop}"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_recipe(loop)
+
+
+def test_bundled_synthesis_recipes_load_by_name():
+    assert {"default", "five-soundfonts"} <= set(bundled_recipes())
+    default, five = load_recipe(None), load_recipe("five-soundfonts")
+    assert five.sources == default.sources and five.test_soundfonts == default.test_soundfonts
+    assert set(default.train_soundfonts) < set(five.train_soundfonts) and len(five.train_soundfonts) == 5
+    with pytest.raises(ConfigError, match="bundled recipes: default"):
+        load_recipe("no-such-recipe")
 
 
 def test_music21_time_limit_skips_file(tmp_path, monkeypatch):

@@ -37,7 +37,24 @@ from amtcli.datasets.render import Renderer, check_soundfont, random_settings
 from amtcli.errors import AmtError, ConfigError, DataError
 from amtcli.instruments import program_name
 
-DEFAULT_RECIPE = Path(__file__).parent / "recipes" / "default.toml"
+RECIPES_DIR = Path(__file__).parent / "recipes"
+DEFAULT_RECIPE = RECIPES_DIR / "default.toml"
+
+
+def bundled_recipes() -> list[str]:
+    """Names of the synthesis recipes shipped with the package (``--recipe NAME``)."""
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
+
+
+def resolve_recipe(path: str | Path | None) -> Path:
+    """The recipe file for ``path``: the default when None, a bundled recipe when ``path``
+    is one of :func:`bundled_recipes` and no such file exists, else ``path`` itself."""
+    if path is None:
+        return DEFAULT_RECIPE
+    path = Path(path)
+    if not path.exists() and path.suffix == "" and (RECIPES_DIR / f"{path.name}.toml").exists():
+        return RECIPES_DIR / f"{path.name}.toml"
+    return path
 SPLITS = ("train", "validation", "test")
 SOURCE_KINDS = ("music21", "midi", "generated")
 METADATA_COLUMNS = (
@@ -111,23 +128,50 @@ class Recipe:
     text: str = field(default="", repr=False)
 
 
-def load_recipe(path: Path | None = None) -> Recipe:
-    """Read and validate a recipe (the packaged default when ``path`` is None).
+def load_recipe(path: str | Path | None = None) -> Recipe:
+    """Read and validate a recipe: a TOML file, the name of a bundled recipe, or the
+    packaged default when ``path`` is None.
 
     Raises ConfigError naming the file and the bad field.
     """
-    path = Path(path) if path is not None else DEFAULT_RECIPE
+    path = resolve_recipe(path)
     try:
         text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text)
     except OSError as exc:
-        raise ConfigError(f"cannot read recipe {path}: {exc.strerror or exc}") from None
+        names = ", ".join(bundled_recipes())
+        raise ConfigError(f"cannot read recipe {path}: {exc.strerror or exc} (bundled recipes: {names})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"recipe {path} is not valid TOML: {exc}") from None
     try:
+        data = _merge_base(data, path, depth=0)
         return _parse_recipe(data, text, path.parent)
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"recipe {path}: {exc}") from None
+
+
+def _merge_base(data: dict, path: Path, depth: int) -> dict:
+    """Resolve ``base = "NAME_OR_FILE"``: the base recipe's tables, with this recipe's keys
+    replacing the base's key by key inside each table (arrays such as ``[[sources]]`` and
+    soundfont lists are replaced whole). Relative folders are read from this recipe's folder."""
+    if "base" not in data:
+        return data
+    if depth >= 4:
+        raise ValueError("recipe bases nest more than 4 deep (a cycle?)")
+    base_path = resolve_recipe(data["base"])
+    try:
+        base = tomllib.loads(base_path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"cannot read base recipe {data['base']!r} ({exc})") from None
+    merged = dict(_merge_base(base, base_path, depth + 1))
+    for key, value in data.items():
+        if key == "base":
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
 
 
 def _parse_recipe(data: dict, text: str, base: Path) -> Recipe:
