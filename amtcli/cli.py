@@ -209,7 +209,7 @@ def models_verify() -> None:
 @data_app.command("synth")
 def data_synth(
     out_dir: Path = typer.Argument(..., help="Output folder (MusicNet layout)."),
-    recipe: Optional[Path] = typer.Option(None, "--recipe", help="Synthesis recipe: a TOML file or a bundled name (default, five-soundfonts)."),
+    recipe: Optional[Path] = typer.Option(None, "--recipe", help="Synthesis recipe: a TOML file or a bundled name (default, five-soundfonts, five-soundfonts-vibrato)."),
     hours: Optional[float] = typer.Option(None, "--hours", help="Scale the recipe to about this many hours."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives identical labels."),
     jobs: int = typer.Option(2, "--jobs", "-j", help="Parallel render workers."),

@@ -18,6 +18,7 @@ from amtcli.datasets.performance import (
     assign_instruments,
     perform,
 )
+from amtcli.datasets.render import Renderer, RenderSettings, VibratoStyle, vibrato_bends, with_vibrato
 from amtcli.datasets.stats import dataset_stats
 from amtcli.datasets.synth import bundled_recipes, load_recipe, plan_items, synthesize
 from amtcli.errors import ConfigError, DataError
@@ -201,7 +202,7 @@ def test_recipe_base_replaces_only_the_keys_it_names(tmp_path):
 
 
 def test_bundled_synthesis_recipes_load_by_name():
-    assert {"default", "five-soundfonts"} <= set(bundled_recipes())
+    assert {"default", "five-soundfonts", "five-soundfonts-vibrato"} <= set(bundled_recipes())
     default, five = load_recipe(None), load_recipe("five-soundfonts")
     assert five.sources == default.sources and five.test_soundfonts == default.test_soundfonts
     assert set(default.train_soundfonts) < set(five.train_soundfonts) and len(five.train_soundfonts) == 5
@@ -320,3 +321,58 @@ def test_label_times_are_musicnet_samples(corpus):
     notes = read_musicnet_labels(label)
     assert int(first[0]) == round(min(n.onset_s for n in notes) * MUSICNET_SAMPLE_RATE)
     assert 1 <= int(first[2]) <= 128
+
+
+def _pitch_track_hz(audio: np.ndarray, rate: int, low_hz: float, high_hz: float) -> np.ndarray:
+    """Strongest spectral peak in [low_hz, high_hz] every 20 ms (64 ms frames, 0.5 Hz bins)."""
+    freqs = np.fft.rfftfreq(32768, 1.0 / rate)
+    band = (freqs > low_hz) & (freqs < high_hz)
+    track = []
+    for start in range(0, len(audio) - 1024, rate // 50):
+        spectrum = np.abs(np.fft.rfft(audio[start:start + 1024] * np.hanning(1024), 32768))
+        track.append(freqs[band][np.argmax(spectrum[band])])
+    return np.array(track)
+
+
+@needs_soundfont
+def test_vibrato_bends_sustained_instruments_only():
+    rate = 16000
+    renderer = Renderer()
+    events = [(0.1, 3.0, 0, 69, 90)]
+    spans = {}
+    for program in (73, 0):  # flute, piano
+        for cents in (0.0, 30.0):
+            settings = RenderSettings(soundfont=str(TIMGM), sample_rate=rate, reverb_level=0.0,
+                                      vibrato_cents=cents, vibrato_hz=5.5, vibrato_delay_s=0.1)
+            audio = renderer.render(events, {0: program}, settings)
+            track = _pitch_track_hz(audio[int(0.8 * rate):int(2.8 * rate)], rate, 400.0, 480.0)
+            spans[program, cents] = 1200 * np.log2(track.max() / track.min())
+    renderer.close()
+    assert spans[73, 30.0] > 45.0 and spans[73, 0.0] < 25.0  # +-30 cents is 60 peak to peak
+    assert abs(spans[0, 30.0] - spans[0, 0.0]) < 1e-6  # the piano gets no vibrato
+    bends = vibrato_bends(events, {0: 73}, RenderSettings(soundfont="x", vibrato_cents=30.0, vibrato_delay_s=0.5))
+    assert bends[0][0] >= int(0.6 * 16000) and bends[-1] == (3 * 16000, 0, 0)  # starts late, ends centred
+    assert max(abs(b) for _, _, b in bends) <= round(30 / 200 * 8192)
+
+
+def test_vibrato_style_draws_nothing_when_off():
+    settings = RenderSettings(soundfont="x")
+    rng = np.random.default_rng(0)
+    assert with_vibrato(settings, VibratoStyle(), rng) is settings
+    assert rng.random() == np.random.default_rng(0).random()
+    on = with_vibrato(settings, VibratoStyle(prob=1.0, cents=(10, 20)), np.random.default_rng(0))
+    assert 10 <= on.vibrato_cents <= 20 and "vibrato_cents" in on.describe()
+    assert "vibrato" not in settings.describe()
+    with pytest.raises(ValueError, match="cents"):
+        VibratoStyle(cents=(30, 10))
+
+
+def test_vibrato_recipe_section(tmp_path):
+    path = _recipe(tmp_path, hours=0.5, generated_share=0.9)
+    derived = tmp_path / "vib.toml"
+    derived.write_text(f'base = "{path}"\n[vibrato]\nprob = 0.5\ncents = [5, 20]\n', encoding="utf-8")
+    assert load_recipe(derived).vibrato == VibratoStyle(prob=0.5, cents=(5.0, 20.0))
+    assert load_recipe("five-soundfonts-vibrato").vibrato.prob == 0.6
+    derived.write_text(f'base = "{path}"\n[vibrato]\ndepth = 5\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="depth"):
+        load_recipe(derived)

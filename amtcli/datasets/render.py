@@ -3,7 +3,8 @@
 The output length is fixed before rendering: the last note-off plus a release tail, so
 a bad source can never produce unbounded audio. Every channel receives all-notes-off
 after its last note. Reverb, chorus, channel volumes and output level are randomized
-per item by :func:`random_settings`.
+per item by :func:`random_settings`; :func:`with_vibrato` adds pitch-wheel vibrato to the
+sustained instruments (bowed strings, voices, winds), which soundfonts play at a flat pitch.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import ctypes
 import math
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,42 @@ SOUNDFONT_PACKAGES: dict[str, str] = {
 _CHUNK_FRAMES = 8192  #: Largest block rendered in one FluidSynth call (frames).
 _FLUSH_S = 0.5  #: Silence rendered and discarded after a reset, to empty effect buffers.
 _CC_VOLUME, _CC_PAN, _CC_ALL_NOTES_OFF = 7, 10, 123
+_NOTE_OFF, _NOTE_ON, _BEND = 0, 1, 2  #: Timeline event kinds, in their order at one sample.
+_BEND_RANGE_CENTS = 200.0  #: FluidSynth's default pitch-wheel range (+-2 semitones).
+_BEND_STEP_S = 0.01  #: Vibrato pitch-wheel update interval in seconds.
+_VIBRATO_RAMP_S = 0.25  #: Seconds for the vibrato to reach full depth after its delay.
+
+#: 0-based GM programs played with vibrato: bowed strings, string and voice ensembles,
+#: brass, reeds and pipes (not keyboards, plucked strings, pizzicato, harp or timpani).
+VIBRATO_PROGRAMS = frozenset([*range(40, 45), *range(48, 55), *range(56, 80)])
+
+
+@dataclass(frozen=True)
+class VibratoStyle:
+    """How often and how much sustained instruments are played with vibrato.
+
+    Attributes:
+        prob: probability that a rendered item gets vibrato (0 disables it).
+        cents: (low, high) peak pitch deviation in cents, drawn per item.
+        rate_hz: (low, high) vibrato rate, drawn per item (each channel varies it by +-5 %).
+        delay_s: (low, high) seconds after each note-on before the vibrato starts to grow.
+    """
+
+    prob: float = 0.0
+    cents: tuple[float, float] = (8.0, 35.0)
+    rate_hz: tuple[float, float] = (4.5, 6.5)
+    delay_s: tuple[float, float] = (0.05, 0.35)
+
+    def __post_init__(self) -> None:
+        for name in ("cents", "rate_hz", "delay_s"):
+            low, high = (float(v) for v in getattr(self, name))
+            if low > high or low < 0:
+                raise ValueError(f"vibrato {name} must be a (low, high) range with 0 <= low <= high")
+            object.__setattr__(self, name, (low, high))
+        if not 0.0 <= self.prob <= 1.0:
+            raise ValueError(f"vibrato prob must be in [0, 1], got {self.prob}")
+        if self.cents[1] >= _BEND_RANGE_CENTS:
+            raise ValueError(f"vibrato cents must stay below the {_BEND_RANGE_CENTS:.0f}-cent pitch-wheel range")
 
 
 @dataclass(frozen=True)
@@ -46,6 +83,10 @@ class RenderSettings:
         chorus_level, chorus_depth_ms, chorus_speed_hz: FluidSynth chorus (nr = 3).
         channel_volumes: CC7 value per channel (index = MIDI channel).
         channel_pans: CC10 value per channel.
+        vibrato_cents: peak vibrato depth in cents on channels playing a
+            :data:`VIBRATO_PROGRAMS` program (0: no vibrato).
+        vibrato_hz: vibrato rate in Hz.
+        vibrato_delay_s: seconds after each note-on before the vibrato starts to grow.
     """
 
     soundfont: str
@@ -61,12 +102,18 @@ class RenderSettings:
     chorus_speed_hz: float = 0.3
     channel_volumes: tuple[int, ...] = ()
     channel_pans: tuple[int, ...] = ()
+    vibrato_cents: float = 0.0
+    vibrato_hz: float = 5.5
+    vibrato_delay_s: float = 0.2
 
     def describe(self) -> str:
-        """Compact ``key=value`` text for metadata.csv (soundfont and per-channel mix omitted)."""
+        """Compact ``key=value`` text for metadata.csv (soundfont and per-channel mix omitted;
+        the vibrato fields only when there is vibrato)."""
         parts = []
         for key, value in asdict(self).items():
             if key in ("soundfont", "channel_volumes", "channel_pans"):
+                continue
+            if key.startswith("vibrato_") and not self.vibrato_cents:
                 continue
             parts.append(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}")
         return ";".join(parts)
@@ -92,6 +139,65 @@ def random_settings(
         channel_volumes=tuple(int(v) for v in rng.integers(85, 128, size=n_channels)),
         channel_pans=tuple(int(v) for v in rng.integers(24, 105, size=n_channels)),
     )
+
+
+def with_vibrato(settings: RenderSettings, style: VibratoStyle, rng: np.random.Generator) -> RenderSettings:
+    """``settings`` with vibrato drawn from ``style`` (unchanged, and no random draw, when
+    ``style.prob`` is 0)."""
+    if style.prob <= 0.0 or rng.random() >= style.prob:
+        return settings
+    return replace(
+        settings,
+        vibrato_cents=float(rng.uniform(*style.cents)),
+        vibrato_hz=float(rng.uniform(*style.rate_hz)),
+        vibrato_delay_s=float(rng.uniform(*style.delay_s)),
+    )
+
+
+def vibrato_bends(
+    events: list[tuple[float, float, int, int, int]], programs: dict[int, int], settings: RenderSettings,
+) -> list[tuple[int, int, int]]:
+    """Pitch-wheel events that play vibrato on the sustained instruments.
+
+    Each channel whose program is in :data:`VIBRATO_PROGRAMS` gets a sine of
+    ``settings.vibrato_hz`` (+-5 % per channel, a phase of its own) whose depth grows from
+    0 to ``settings.vibrato_cents`` over 0.25 s, starting ``vibrato_delay_s`` after each of
+    its note-ons; the wheel returns to the centre after the channel's last note-off.
+
+    Returns:
+        (sample, channel, bend) sorted by sample; bend is signed (-8192..8191, 0 = centre).
+    """
+    if settings.vibrato_cents <= 0:
+        return []
+    rate = settings.sample_rate
+    step = max(int(round(_BEND_STEP_S * rate)), 1)
+    out = []
+    for channel in sorted(programs):
+        if programs[channel] not in VIBRATO_PROGRAMS:
+            continue
+        notes = sorted((on, off) for on, off, c, *_ in events if c == channel)
+        if not notes:
+            continue
+        # a deterministic per-channel rate and phase, so the same settings render the same audio
+        wobble = np.sin(1.7 * channel + 0.3)
+        hz = settings.vibrato_hz * (1.0 + 0.05 * wobble)
+        phase = 2.0 * np.pi * ((0.37 * channel) % 1.0)
+        onsets = np.array([on for on, _ in notes])
+        start, stop = int(round(notes[0][0] * rate)), int(round(max(off for _, off in notes) * rate))
+        samples = np.arange(start, stop, step)
+        t = samples / rate
+        since_on = t - onsets[np.maximum(np.searchsorted(onsets, t, side="right") - 1, 0)]
+        depth = settings.vibrato_cents * np.clip((since_on - settings.vibrato_delay_s) / _VIBRATO_RAMP_S, 0.0, 1.0)
+        cents = depth * np.sin(2.0 * np.pi * hz * t + phase)
+        bends = np.clip(np.round(cents / _BEND_RANGE_CENTS * 8192.0), -8192, 8191).astype(int)
+        previous = 0
+        for sample, bend in zip(samples.tolist(), bends.tolist()):
+            if bend != previous:
+                out.append((sample, channel, bend))
+                previous = bend
+        if previous != 0:
+            out.append((stop, channel, 0))
+    return sorted(out)
 
 
 def check_soundfont(path: str | Path) -> Path:
@@ -185,18 +291,22 @@ class Renderer:
         n_total = int(math.ceil((end_s + settings.tail_s) * rate))
         timeline = []
         for onset, offset, channel, pitch, velocity in events:
-            timeline.append((int(round(onset * rate)), 1, channel, pitch, velocity))
-            timeline.append((int(round(offset * rate)), 0, channel, pitch, 0))
+            timeline.append((int(round(onset * rate)), _NOTE_ON, channel, pitch, velocity))
+            timeline.append((int(round(offset * rate)), _NOTE_OFF, channel, pitch, 0))
+        for sample, channel, bend in vibrato_bends(events, programs, settings):
+            timeline.append((sample, _BEND, channel, bend, 0))
         timeline.sort()
         out = np.zeros((2, n_total), dtype=np.float32)
         position = 0
-        for sample, is_on, channel, pitch, velocity in timeline:
+        for sample, kind, channel, value, velocity in timeline:
             sample = min(sample, n_total)
             position = self._write(synth, out, position, sample)
-            if is_on:
-                synth.noteon(channel, pitch, velocity)
+            if kind == _NOTE_ON:
+                synth.noteon(channel, value, velocity)
+            elif kind == _NOTE_OFF:
+                synth.noteoff(channel, value)
             else:
-                synth.noteoff(channel, pitch)
+                synth.pitch_bend(channel, value)
         for channel in programs:
             synth.cc(channel, _CC_ALL_NOTES_OFF, 0)
         self._write(synth, out, position, n_total)

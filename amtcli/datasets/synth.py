@@ -33,7 +33,7 @@ from amtcli.atomic import atomic_path
 from amtcli.datasets import sources as src
 from amtcli.datasets.musicnet import write_musicnet_labels
 from amtcli.datasets.performance import ENSEMBLES, PerformanceStyle, assign_instruments, crop_score, perform
-from amtcli.datasets.render import Renderer, check_soundfont, random_settings
+from amtcli.datasets.render import Renderer, VibratoStyle, check_soundfont, random_settings, with_vibrato
 from amtcli.errors import AmtError, ConfigError, DataError
 from amtcli.instruments import program_name
 
@@ -113,6 +113,9 @@ class Recipe:
         test_soundfonts: used for test only (held out).
         style: performance settings.
         sources: the sources.
+        vibrato: vibrato of the sustained instruments (``[vibrato]``), applied to the
+            train and validation renders only: the held-out test split stays as the
+            same recipe without vibrato renders it, so scores stay comparable.
     """
 
     hours: float
@@ -125,6 +128,7 @@ class Recipe:
     test_soundfonts: tuple[str, ...]
     style: PerformanceStyle
     sources: tuple[SourceSpec, ...]
+    vibrato: VibratoStyle = VibratoStyle()
     text: str = field(default="", repr=False)
 
 
@@ -182,6 +186,10 @@ def _parse_recipe(data: dict, text: str, base: Path) -> Recipe:
     if unknown:
         raise ValueError(f"unknown [performance] keys: {', '.join(sorted(unknown))}")
     style = PerformanceStyle(**{k: float(v) for k, v in data.get("performance", {}).items()})
+    unknown = set(data.get("vibrato", {})) - {f.name for f in fields(VibratoStyle)}
+    if unknown:
+        raise ValueError(f"unknown [vibrato] keys: {', '.join(sorted(unknown))}")
+    vibrato = VibratoStyle(**data.get("vibrato", {}))
     sources = tuple(_parse_source(entry, base) for entry in data.get("sources", []))
     if not sources:
         raise ValueError("no [[sources]]")
@@ -199,6 +207,7 @@ def _parse_recipe(data: dict, text: str, base: Path) -> Recipe:
         test_soundfonts=tuple(str(f) for f in fonts["test"]),
         style=style,
         sources=sources,
+        vibrato=vibrato,
         text=text,
     )
     if recipe.hours <= 0 or not 8000 <= recipe.sample_rate <= 96000 or recipe.tail_s < 0:
@@ -464,6 +473,7 @@ class _Job:
     tail_s: float
     style: PerformanceStyle
     cache_dir: str
+    vibrato: VibratoStyle = VibratoStyle()
 
 
 _RENDERER: Renderer | None = None
@@ -513,6 +523,8 @@ def render_item(job: _Job) -> dict:
     if not performance.notes:
         raise DataError(f"{item.item_id}: no notes to render")
     settings = random_settings(item.soundfont, job.sample_rate, job.tail_s, 16, rng)
+    if item.split != "test":
+        settings = with_vibrato(settings, job.vibrato, rng)
     events = [
         (n.onset_s, n.offset_s, c, n.pitch, n.velocity)
         for n, c in zip(performance.notes, performance.channels)
@@ -616,7 +628,7 @@ def render_plan(
     progress(report.skipped)
     todo.sort(key=lambda i: (i.soundfont, i.item_id))
     job_list = [
-        _Job(i, str(out_dir), recipe.sample_rate, recipe.tail_s, recipe.style, str(cache_dir)) for i in todo
+        _Job(i, str(out_dir), recipe.sample_rate, recipe.tail_s, recipe.style, str(cache_dir), recipe.vibrato) for i in todo
     ]
 
     def handle(result: tuple[str, dict | None, str]) -> None:
@@ -670,7 +682,7 @@ Rendered by `amtcli data synth` (seed {seed}) from symbolic music with FluidSynt
 - Test soundfont (held out, never used for train/validation): {', '.join(Path(f).name for f in recipe.test_soundfonts)}.
 - Performance: drifting tempo (+-{recipe.style.tempo_drift:.0%}), phrase dynamics, onset jitter
   ({recipe.style.onset_jitter_s * 1000:.0f} ms), duration jitter, legato/staccato phrases; reverb,
-  chorus, channel volumes and level randomized per recording.
+  chorus, channel volumes and level randomized per recording.{_vibrato_line(recipe.vibrato)}
 - Sources skipped because they could not be read: {len(report.skipped_sources)}.
 - Recordings that failed to render: {len(report.failed)}.
 
@@ -691,6 +703,14 @@ settings, duration and seed, and `recipe.toml` for the recipe used.
 """
     with atomic_path(out_dir / "DATASET.md", overwrite=True) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def _vibrato_line(style: VibratoStyle) -> str:
+    if style.prob <= 0:
+        return ""
+    return (f"\n- Vibrato on sustained instruments in {style.prob:.0%} of the train and validation"
+            f" recordings ({style.cents[0]:.0f}-{style.cents[1]:.0f} cents,"
+            f" {style.rate_hz[0]:.1f}-{style.rate_hz[1]:.1f} Hz); none in the test split.")
 
 
 def _recordings_table(out_dir: Path) -> str:
