@@ -30,6 +30,7 @@ SOUNDFONT_PACKAGES: dict[str, str] = {
 }
 
 _CHUNK_FRAMES = 8192  #: Largest block rendered in one FluidSynth call (frames).
+_FLUID_BLOCK = 64  #: FluidSynth computes audio in blocks of this many frames (FLUID_BUFSIZE).
 _FLUSH_S = 0.5  #: Silence rendered and discarded after a reset, to empty effect buffers.
 _CC_VOLUME, _CC_PAN, _CC_ALL_NOTES_OFF = 7, 10, 123
 _NOTE_OFF, _NOTE_ON, _BEND = 0, 1, 2  #: Timeline event kinds, in their order at one sample.
@@ -243,6 +244,7 @@ class Renderer:
         self._key: tuple[str, int] | None = None
         self._synth = None
         self._sfid = -1
+        self._frames = 0  # frames the current synth has rendered since it was created
 
     def _synth_for(self, soundfont: str, sample_rate: int):
         key = (str(check_soundfont(soundfont)), int(sample_rate))
@@ -257,7 +259,7 @@ class Renderer:
             if sfid < 0:
                 synth.delete()
                 raise DataError(f"FluidSynth could not load soundfont {key[0]}")
-            self._synth, self._sfid, self._key = synth, sfid, key
+            self._synth, self._sfid, self._key, self._frames = synth, sfid, key, 0
         return self._synth
 
     def close(self) -> None:
@@ -322,7 +324,12 @@ class Renderer:
             settings.reverb_room, settings.reverb_damping, settings.reverb_width, settings.reverb_level
         )
         synth.set_chorus(3, settings.chorus_level, settings.chorus_speed_hz, settings.chorus_depth_ms, 0)
-        flush = np.zeros((2, int(_FLUSH_S * settings.sample_rate)), dtype=np.float32)
+        # FluidSynth starts notes at its next 64-frame block: end the flush on a block
+        # boundary so every item's notes fall on the same block grid, whatever was rendered
+        # before it (otherwise the same item renders differently in another worker).
+        n_flush = int(_FLUSH_S * settings.sample_rate)
+        n_flush += -(self._frames + n_flush) % _FLUID_BLOCK
+        flush = np.zeros((2, n_flush), dtype=np.float32)
         self._write(synth, flush, 0, flush.shape[1])
         for channel, program in programs.items():
             if channel == 9:
@@ -358,4 +365,5 @@ class Renderer:
                 samples = np.asarray(synth.get_samples(n), dtype=np.float32).reshape(-1, 2) / 32768.0
                 out[:, position : position + n] = samples.T
             position += n
+            self._frames += n
         return stop
