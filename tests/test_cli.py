@@ -85,6 +85,26 @@ def test_batch_goes_on_after_a_bad_file(tmp_path, random_onf_checkpoint):
     assert "0/4 files transcribed, 2 skipped, 2 failed" in again.output
 
 
+def test_named_files_with_one_name_keep_apart(tmp_path, random_onf_checkpoint):
+    for piece in ("p1", "p2"):
+        (tmp_path / "set" / piece).mkdir(parents=True)
+        write_tone(tmp_path / "set" / piece / "mix.wav")
+    write_tone(tmp_path / "set" / "p2" / "mix.flac")
+    out = tmp_path / "out"
+    named = [tmp_path / "set" / "p1" / "mix.wav", tmp_path / "set" / "p2" / "mix.wav"]
+    result = invoke("transcribe", *named, named[0], "--output-dir", out, "--format", "csv",
+                    "--model", random_onf_checkpoint)
+    assert result.exit_code == 0, result.output  # the file named twice runs once
+    assert (out / "p1" / "mix.csv").exists() and (out / "p2" / "mix.csv").exists()
+    assert "2/2 files transcribed" in result.output
+    # two inputs that would write the same output: the second fails, the first is kept
+    clash = invoke("transcribe", named[1], tmp_path / "set" / "p2" / "mix.flac", "--output-dir", tmp_path / "o2",
+                   "--format", "csv", "--model", random_onf_checkpoint, "--overwrite")
+    assert clash.exit_code == 1 and "would also be written for" in clash.output
+    assert "1/2 files transcribed, 0 skipped, 1 failed" in clash.output
+    assert (tmp_path / "o2" / "mix.csv").exists()  # both named files live in p2, the root
+
+
 def test_unknown_model_and_format_are_one_line_errors(tmp_path):
     write_tone(tmp_path / "a.wav")
     result = invoke("transcribe", tmp_path / "a.wav", "--model", "nonexistent")

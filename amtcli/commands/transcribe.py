@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from amtcli.audio import AUDIO_SUFFIXES
-from amtcli.errors import AmtError, ConfigError
+from amtcli.errors import AmtError, ConfigError, OutputError
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,10 @@ def collect_inputs(inputs: tuple[Path, ...], recursive: bool) -> list[tuple[Path
 
     A folder contributes the audio files directly inside it (with ``recursive``, the
     whole tree), sorted. Named files are kept as given, even with an unknown suffix, so
-    that the loader can report them.
+    that the loader can report them. Named files have no root (their outputs take just
+    their name) unless two of them share a name (``a/mix.wav``, ``b/mix.wav``): then the
+    folder that holds all named files is their root, so their outputs keep apart. A file
+    listed twice is kept once.
     """
     found: list[tuple[Path, Path | None]] = []
     for item in inputs:
@@ -55,6 +58,21 @@ def collect_inputs(inputs: tuple[Path, ...], recursive: bool) -> list[tuple[Path
             found.extend((p, item) for p in files)
         else:
             found.append((item, None))
+    seen: set[Path] = set()
+    unique = []
+    for path, root in found:  # a file named twice (or also found in a named folder) runs once
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append((path, root))
+    found = unique
+    named = [path for path, root in found if root is None]
+    stems = [path.stem for path in named]
+    if len(set(stems)) < len(stems):
+        import os
+
+        common = Path(os.path.commonpath([str(p.resolve().parent) for p in named]))
+        found = [(path, common if root is None else root) for path, root in found]
     return found
 
 
@@ -113,13 +131,20 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
 
     summary = BatchSummary(len(files))
     todo: list[tuple[Path, dict]] = []
+    claimed: dict[Path, Path] = {}  # output file -> the input that writes it in this batch
     for path, root in files:
         try:
             targets = output_paths(path, request.formats, request.output, request.output_dir, root)
+            for target in targets.values():
+                other = claimed.get(target.resolve())
+                if other is not None:
+                    raise OutputError(f"{target} would also be written for {other}; transcribe {path} "
+                                      "into another output folder")
         except AmtError as exc:
             summary.failed += 1
             console.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
             continue
+        claimed.update((target.resolve(), path) for target in targets.values())
         if request.skip_existing and all(p.exists() for p in targets.values()):
             summary.skipped += 1
             console.print(f"[dim]skip[/dim] {path} (outputs exist)", soft_wrap=True)

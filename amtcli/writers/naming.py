@@ -13,7 +13,10 @@ Formats are ``mid``, ``csv`` and ``png`` (``--format mid,csv``; ``all`` means al
    or a name without a format suffix). Outputs go to
    ``DIR/<path of IN relative to the input root, audio suffix replaced>.<fmt>``, so a
    folder of inputs is mirrored: with input root ``songs``, ``IN`` gives
-   ``DIR/a/take.mid``. An input given as a single file (no root) gives ``DIR/take.mid``.
+   ``DIR/a/take.mid``. An input given as a single file (no root) gives ``DIR/take.mid``;
+   when several named files share a name, the folder holding all of them is their root
+   (``x/mix.wav`` and ``y/mix.wav`` give ``DIR/x/mix.mid`` and ``DIR/y/mix.mid``), and
+   two inputs that would still write one output file are refused (the second fails).
 3. Nothing given -- next to the input: ``songs/a/take.mid``.
 
 Without ``--format`` (and outside case 1) the format is ``mid``. An output path equal
