@@ -27,6 +27,8 @@ SOUNDFONT_PACKAGES: dict[str, str] = {
     "MuseScore_General_Full.sf3": "musescore-general-soundfont",
     "MuseScore_General_Lite.sf3": "musescore-general-soundfont",
     "FluidR3Mono_GM.sf3": "fluidr3mono-gm-soundfont",
+    "sf_GMbank.sf2": "csound-soundfont",
+    "OPL-3_FM_128M.sf2": "opl3-soundfont",
 }
 
 _CHUNK_FRAMES = 8192  #: Largest block rendered in one FluidSynth call (frames).
