@@ -249,6 +249,35 @@ def test_init_copies_named_modules_from_another_checkpoint(tmp_path):
         copy_weights(wide, tmp_path / "onf", ("acoustic",))
 
 
+def test_init_freeze_keeps_the_copied_modules_as_they_were(tmp_path, tiny_dataset):
+    from safetensors.torch import load_file
+
+    runner = CliRunner()
+    first = runner.invoke(app, ["train", "--recipe", str(write_recipe(tmp_path / "a.toml", 2)),
+                                "--dataset", str(tiny_dataset), "--run-dir", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    head, rest = RECIPE.format(steps=2).split("[data]")
+    init = f'[init]\ncheckpoint = "{tmp_path / "a" / "last"}"\nmodules = ["norm", "acoustic"]\nfreeze = true\n'
+    (tmp_path / "b.toml").write_text(f"{head}[data]{rest}{init}")
+    second = runner.invoke(app, ["train", "--recipe", str(tmp_path / "b.toml"), "--dataset", str(tiny_dataset),
+                                 "--run-dir", str(tmp_path / "b")])
+    assert second.exit_code == 0, second.output
+    source = load_file(str(tmp_path / "a" / "last" / "model.safetensors"))
+    trained = load_file(str(tmp_path / "b" / "last" / "model.safetensors"))
+    frozen = [k for k in trained if k.startswith(("norm.", "acoustic."))]
+    assert any("running_mean" in k for k in frozen)  # batch-norm statistics stay as copied too
+    for name in frozen:
+        assert torch_equal(trained[name], source[name]), name
+    heads = [k for k in trained if k.startswith("onset_head.") and k.endswith("weight_ih_l0")]
+    assert heads and not all(torch_equal(trained[k], source[k]) for k in heads)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
 def test_a_bad_init_section_is_a_one_line_error_before_training(tmp_path, tiny_dataset):
     head, rest = RECIPE.format(steps=2).split("[data]")
     bad_init = f'[init]\ncheckpoint = "{tmp_path / "missing"}"\nmodules = ["acoustic"]\n'

@@ -95,11 +95,19 @@ class InitConfig:
             paths from the working directory; empty: random initialisation.
         modules: parameter-name prefixes to copy (e.g. ``["norm", "acoustic"]``); every
             prefix must match weights of the same shapes in both models.
+        freeze: keep the copied modules as copied: their parameters get no gradient and
+            their batch-norm layers stay in inference mode (running statistics fixed), so
+            only the other modules train.
     A resumed run restores its own weights instead.
     """
 
     checkpoint: str = ""
     modules: tuple[str, ...] = ()
+    freeze: bool = False
+
+    def frozen_prefixes(self) -> tuple[str, ...]:
+        """This model's parameter-name prefixes that stay frozen (targets of ``modules``)."""
+        return tuple(entry.partition("=")[0] for entry in self.modules) if self.freeze else ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modules", tuple(self.modules))

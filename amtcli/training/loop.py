@@ -252,7 +252,12 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None)
     note_targets = family.note_targets(config.model) if family.note_targets else None
     sampler, val_recordings = _datasets(config, features, rank, rng, note_targets)
 
-    optimizer = torch.optim.Adam(module.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    frozen = config.init.frozen_prefixes()
+    for name, param in module.named_parameters():
+        if _under(name, frozen):
+            param.requires_grad_(False)
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
     scheduler = _scheduler(config, optimizer)
     run_dir.mkdir(parents=True, exist_ok=True)
     plateau = config.optim.lr_schedule == "plateau"
@@ -265,7 +270,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None)
     if rank == 0:
         _write_run_recipe(run_dir, config, world)
 
-    module.to(device).train()
+    _train_mode(module.to(device), frozen)
     model = module
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
@@ -309,7 +314,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None)
                     module.eval()
                     scores = validate(LoadedModel(config.name, config.family, module, features, config.model, device,
                                                   **windowing), val_recordings)
-                    module.train()
+                    _train_mode(module, frozen)
                     row.update({k: f"{v:.4f}" for k, v in scores.items()})
                     score = scores["val_onset_f1"]
                     if score > best_f1:
@@ -344,6 +349,18 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None)
         dist.barrier()
         dist.destroy_process_group()
     return run_dir / "best"
+
+
+def _under(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def _train_mode(module: torch.nn.Module, frozen: tuple[str, ...]) -> None:
+    """Training mode, except the frozen sub-modules (their batch norms keep their statistics)."""
+    module.train()
+    for name, sub in module.named_modules():
+        if name and _under(name, frozen):
+            sub.eval()
 
 
 def parameter_digest(module: torch.nn.Module) -> float:
