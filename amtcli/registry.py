@@ -137,11 +137,11 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         repo_id=None,
         revision=None,
         files=(
-            ModelFile('config.json', sha256='f782f2fefa35f2840272e45418602fb7eec8ffe7bf724ce5a71bf4b871029692', size=967),
-            ModelFile('model.safetensors', sha256='3f1f1565ea2da8236ba4dade9b1da1f3c857909ec8b94d36dfebbc3243816acf', size=2764952),
-            ModelFile('README.md', sha256='46672d6d29abc8085744899d97d0a70c5b7c4fef3d807a86074d76f342e6bc0c', size=5366),
+            ModelFile('config.json', sha256='af92fc9267225ac89e6be7a45f71dee08b1058910f8dff250a219f04cd75a519', size=967),
+            ModelFile('model.safetensors', sha256='60982ad80d7d2ec9d6bc54cf2569df6044c90fb622f62c14388ed620b9deff4b', size=2764952),
+            ModelFile('README.md', sha256='9c957bb8032283f4933082070952dfbde1bb96fcfdc48685251e23414b5cc5be', size=7130),
         ),
-        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.688, 'note-onset F1, realdev (Bach10, mean)': 0.595, 'frame F1, realdev': 0.85},
+        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.712, 'note-onset F1, realdev (Bach10, mean)': 0.663, 'frame F1, realdev': 0.86},
     ),
     ModelEntry(
         name='onf',
@@ -178,7 +178,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='43dfbb79823ca8578c525956f2b0b9358a66f62922cbf21f3b1dbdbc3d732554', size=1224),
             ModelFile('model.safetensors', sha256='d7de8e516d93a5eb5b6f5a7115fab33f65bd5cc1eaa69ea6fd9f983f26ed25c4', size=3222348),
-            ModelFile('README.md', sha256='b15cf169e595901342aefdf3066ec388036fd3ed5478611354514b79e4764173', size=6560),
+            ModelFile('README.md', sha256='21f6ff5b98b9abe79712718ab7b0c81d001dbf20771b2b0b96dfbdf6860185fd', size=6560),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.494, 'note-onset F1, realdev (Bach10, mean)': 0.359, 'frame F1, realdev': 0.288, 'token F1, synthetic test': 0.613},
     ),
