@@ -90,13 +90,15 @@ def test_named_files_with_one_name_keep_apart(tmp_path, random_onf_checkpoint):
         (tmp_path / "set" / piece).mkdir(parents=True)
         write_tone(tmp_path / "set" / piece / "mix.wav")
     write_tone(tmp_path / "set" / "p2" / "mix.flac")
+    write_tone(tmp_path / "solo.wav")
     out = tmp_path / "out"
     named = [tmp_path / "set" / "p1" / "mix.wav", tmp_path / "set" / "p2" / "mix.wav"]
-    result = invoke("transcribe", *named, named[0], "--output-dir", out, "--format", "csv",
+    result = invoke("transcribe", *named, named[0], tmp_path / "solo.wav", "--output-dir", out, "--format", "csv",
                     "--model", random_onf_checkpoint)
     assert result.exit_code == 0, result.output  # the file named twice runs once
     assert (out / "p1" / "mix.csv").exists() and (out / "p2" / "mix.csv").exists()
-    assert "2/2 files transcribed" in result.output
+    assert (out / "solo.csv").exists()  # a file without a clash keeps the plain name
+    assert "3/3 files transcribed" in result.output
     # two inputs that would write the same output: the second fails, the first is kept
     clash = invoke("transcribe", named[1], tmp_path / "set" / "p2" / "mix.flac", "--output-dir", tmp_path / "o2",
                    "--format", "csv", "--model", random_onf_checkpoint, "--overwrite")

@@ -94,10 +94,14 @@ def test_recipe_augment_section_reaches_the_config(tmp_path):
     config = load_recipe(good)
     assert config.augment.eq_curve_prob == 0.5 and config.augment.reverb_wet == (0.1, 0.4)
     assert config.augment.noise_prob == 0.3  # unspecified keys keep the mild defaults
-    bad = tmp_path / "bad.toml"
-    bad.write_text('family = "cnn"\n[augment]\nreverb_prob = 2.0\n')
+    for text, key in (("reverb_prob = 2.0", "reverb_prob"), ("eq_curve_points = 6.0", "whole number")):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(f'family = "cnn"\n[augment]\n{text}\n')
+        result = CliRunner().invoke(app, ["train", "--recipe", str(bad)])
+        assert result.exit_code == 2 and key in result.output and "Traceback" not in result.output
+    bad.write_text('family = "cnn"\n[init]\nmodules = ["norm"]\nfreeze = true\n')  # nothing to copy
     result = CliRunner().invoke(app, ["train", "--recipe", str(bad)])
-    assert result.exit_code == 2 and "reverb_prob" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "freeze = true needs a checkpoint" in result.output
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
@@ -268,6 +272,7 @@ def test_init_freeze_keeps_the_copied_modules_as_they_were(tmp_path, tiny_datase
     assert any("running_mean" in k for k in frozen)  # batch-norm statistics stay as copied too
     for name in frozen:
         assert torch_equal(trained[name], source[name]), name
+    assert json.loads((tmp_path / "b" / "recipe.json").read_text())["init"]["freeze"] is True
     heads = [k for k in trained if k.startswith("onset_head.") and k.endswith("weight_ih_l0")]
     assert heads and not all(torch_equal(trained[k], source[k]) for k in heads)
 

@@ -11,6 +11,7 @@ half-written; ``--skip-existing`` resumes it.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -47,7 +48,7 @@ def collect_inputs(inputs: tuple[Path, ...], recursive: bool) -> list[tuple[Path
     whole tree), sorted. Named files are kept as given, even with an unknown suffix, so
     that the loader can report them. Named files have no root (their outputs take just
     their name) unless two of them share a name (``a/mix.wav``, ``b/mix.wav``): then the
-    folder that holds all named files is their root, so their outputs keep apart. A file
+    folder that holds those files is their root, so their outputs keep apart. A file
     listed twice is kept once.
     """
     found: list[tuple[Path, Path | None]] = []
@@ -58,21 +59,27 @@ def collect_inputs(inputs: tuple[Path, ...], recursive: bool) -> list[tuple[Path
             found.extend((p, item) for p in files)
         else:
             found.append((item, None))
-    seen: set[Path] = set()
+    seen: set[str] = set()
     unique = []
     for path, root in found:  # a file named twice (or also found in a named folder) runs once
-        key = path.resolve()
+        key = os.path.abspath(path)  # not resolve(): a symlink keeps its own name and place
         if key not in seen:
             seen.add(key)
             unique.append((path, root))
     found = unique
-    named = [path for path, root in found if root is None]
-    stems = [path.stem for path in named]
-    if len(set(stems)) < len(stems):
-        import os
-
-        common = Path(os.path.commonpath([str(p.resolve().parent) for p in named]))
-        found = [(path, common if root is None else root) for path, root in found]
+    named_by_stem: dict[str, list[Path]] = {}
+    for path, root in found:
+        if root is None:
+            named_by_stem.setdefault(path.stem, []).append(path)
+    roots: dict[str, Path] = {}
+    for paths in named_by_stem.values():
+        if len(paths) > 1:  # only the named files that share a name keep their folders
+            try:
+                common = Path(os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]))
+            except ValueError:  # different drives: no common folder; the clash is refused later
+                continue
+            roots.update((os.path.abspath(p), common) for p in paths)
+    found = [(path, roots.get(os.path.abspath(path)) if root is None else root) for path, root in found]
     return found
 
 

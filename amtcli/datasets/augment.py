@@ -60,6 +60,9 @@ class AugmentConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
         if self.max_pitch_semitones < 0 or self.eq_tilt_db < 0 or self.eq_curve_db < 0:
             raise ValueError("max_pitch_semitones, eq_tilt_db and eq_curve_db must be >= 0")
+        for name in ("eq_curve_points", "max_pitch_semitones"):
+            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a whole number, got {getattr(self, name)!r}")
         if self.eq_curve_points < 2:
             raise ValueError(f"eq_curve_points must be at least 2, got {self.eq_curve_points}")
         for name in ("gain_db", "noise_snr_db", "reverb_rt60_s", "reverb_wet"):

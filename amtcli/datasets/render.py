@@ -67,6 +67,8 @@ class VibratoStyle:
             if low > high or low < 0:
                 raise ValueError(f"vibrato {name} must be a (low, high) range with 0 <= low <= high")
             object.__setattr__(self, name, (low, high))
+        if not (0.0 < self.rate_hz[0] and self.rate_hz[1] <= 20.0):
+            raise ValueError("vibrato rate_hz must lie in (0, 20] Hz")
         if not 0.0 <= self.prob <= 1.0:
             raise ValueError(f"vibrato prob must be in [0, 1], got {self.prob}")
         if self.cents[1] >= _BEND_RANGE_CENTS:
@@ -187,7 +189,9 @@ def vibrato_bends(
         phase = 2.0 * np.pi * ((0.37 * channel) % 1.0)
         onsets = np.array([on for on, _ in notes])
         start, stop = int(round(notes[0][0] * rate)), int(round(max(off for _, off in notes) * rate))
-        samples = np.arange(start, stop, step)
+        # a wheel update every step, and one at each note-on so that no note starts bent
+        onset_samples = np.round(onsets * rate).astype(int)
+        samples = np.union1d(np.arange(start, stop, step), onset_samples[onset_samples < stop])
         t = samples / rate
         since_on = t - onsets[np.maximum(np.searchsorted(onsets, t, side="right") - 1, 0)]
         depth = settings.vibrato_cents * np.clip((since_on - settings.vibrato_delay_s) / _VIBRATO_RAMP_S, 0.0, 1.0)

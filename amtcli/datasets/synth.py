@@ -52,7 +52,7 @@ def resolve_recipe(path: str | Path | None) -> Path:
     if path is None:
         return DEFAULT_RECIPE
     path = Path(path)
-    if not path.exists() and path.suffix == "" and (RECIPES_DIR / f"{path.name}.toml").exists():
+    if not path.is_file() and path.suffix == "" and (RECIPES_DIR / f"{path.name}.toml").is_file():
         return RECIPES_DIR / f"{path.name}.toml"
     return path
 SPLITS = ("train", "validation", "test")
@@ -148,26 +148,35 @@ def load_recipe(path: str | Path | None = None) -> Recipe:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"recipe {path} is not valid TOML: {exc}") from None
     try:
-        data = _merge_base(data, path, depth=0)
+        data, bases = _merge_base(data, path, depth=0)
+        for base_path, base_text in bases:  # the dataset's recipe.toml then records the bases too
+            commented = "\n".join(f"# {line}" if line else "#" for line in base_text.splitlines())
+            text += f"\n# ---- base recipe {base_path.name}, as read when rendering ----\n{commented}\n"
         return _parse_recipe(data, text, path.parent)
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"recipe {path}: {exc}") from None
 
 
-def _merge_base(data: dict, path: Path, depth: int) -> dict:
+def _merge_base(data: dict, path: Path, depth: int) -> tuple[dict, list[tuple[Path, str]]]:
     """Resolve ``base = "NAME_OR_FILE"``: the base recipe's tables, with this recipe's keys
     replacing the base's key by key inside each table (arrays such as ``[[sources]]`` and
-    soundfont lists are replaced whole). Relative folders are read from this recipe's folder."""
+    soundfont lists are replaced whole). A relative base file is looked up next to this
+    recipe first, then as a bundled name; relative source folders are read from this
+    recipe's folder. Returns the merged data and the (path, text) of every base read."""
     if "base" not in data:
-        return data
+        return data, []
     if depth >= 4:
         raise ValueError("recipe bases nest more than 4 deep (a cycle?)")
-    base_path = resolve_recipe(data["base"])
+    name = Path(str(data["base"]))
+    local = name if name.is_absolute() else path.parent / name
+    base_path = local if local.is_file() else resolve_recipe(name)
     try:
-        base = tomllib.loads(base_path.read_text(encoding="utf-8"))
+        base_text = base_path.read_text(encoding="utf-8")
+        base = tomllib.loads(base_text)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ValueError(f"cannot read base recipe {data['base']!r} ({exc})") from None
-    merged = dict(_merge_base(base, base_path, depth + 1))
+    merged, bases = _merge_base(base, base_path, depth + 1)
+    merged = dict(merged)
     for key, value in data.items():
         if key == "base":
             continue
@@ -175,7 +184,7 @@ def _merge_base(data: dict, path: Path, depth: int) -> dict:
             merged[key] = {**merged[key], **value}
         else:
             merged[key] = value
-    return merged
+    return merged, [(base_path, base_text), *bases]
 
 
 def _parse_recipe(data: dict, text: str, base: Path) -> Recipe:
@@ -752,6 +761,10 @@ def synthesize(
         console.print(f"[yellow]warning:[/] test soundfont also used for training: {', '.join(sorted(shared))}")
     cache_dir = cache_dir or src.default_cache_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
+    previous = out_dir / "recipe.toml"
+    if previous.is_file() and previous.read_text(encoding="utf-8") != (recipe.text or ""):
+        raise DataError(f"{out_dir} holds a corpus rendered from another recipe (see its recipe.toml); "
+                        "render into a new folder")
     with atomic_path(out_dir / "recipe.toml", overwrite=True) as tmp:
         tmp.write_text(recipe.text or "", encoding="utf-8")
     report = SynthReport()

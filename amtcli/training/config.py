@@ -113,6 +113,8 @@ class InitConfig:
         object.__setattr__(self, "modules", tuple(self.modules))
         if self.checkpoint and not self.modules:
             raise ConfigError("[init] checkpoint needs the modules to copy (e.g. modules = [\"acoustic\"])")
+        if self.freeze and not (self.checkpoint and self.modules):
+            raise ConfigError("[init] freeze = true needs a checkpoint and the modules to copy and freeze")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ to the input path is refused. Existing outputs are never replaced without
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from amtcli.errors import ConfigError, OutputError
@@ -71,7 +72,8 @@ def output_is_file(output: Path) -> bool:
 def _relative_stem(input_path: Path, input_root: Path | None) -> Path:
     """Path of the input under ``input_root`` (just its name when outside or no root)."""
     if input_root is not None:
-        for path, root in ((input_path, input_root), (input_path.resolve(), input_root.resolve())):
+        absolute = (Path(os.path.abspath(input_path)), Path(os.path.abspath(input_root)))
+        for path, root in ((input_path, input_root), absolute, (input_path.resolve(), input_root.resolve())):
             try:
                 return path.relative_to(root)
             except ValueError:
