@@ -139,7 +139,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='af92fc9267225ac89e6be7a45f71dee08b1058910f8dff250a219f04cd75a519', size=967),
             ModelFile('model.safetensors', sha256='60982ad80d7d2ec9d6bc54cf2569df6044c90fb622f62c14388ed620b9deff4b', size=2764952),
-            ModelFile('README.md', sha256='9c957bb8032283f4933082070952dfbde1bb96fcfdc48685251e23414b5cc5be', size=7130),
+            ModelFile('README.md', sha256='9af8b3eee7b8d3294e5e31b2b41416b0d61bf0363ebfac2805ddc892205c7c05', size=7175),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.712, 'note-onset F1, realdev (Bach10, mean)': 0.663, 'frame F1, realdev': 0.86},
     ),
