@@ -139,7 +139,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='af92fc9267225ac89e6be7a45f71dee08b1058910f8dff250a219f04cd75a519', size=967),
             ModelFile('model.safetensors', sha256='60982ad80d7d2ec9d6bc54cf2569df6044c90fb622f62c14388ed620b9deff4b', size=2764952),
-            ModelFile('README.md', sha256='9af8b3eee7b8d3294e5e31b2b41416b0d61bf0363ebfac2805ddc892205c7c05', size=7175),
+            ModelFile('README.md', sha256='4c4ddfdbe866ab343c242c4639c34d99001b74837dfb16fbe9c6043ed83c239c', size=7512),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.712, 'note-onset F1, realdev (Bach10, mean)': 0.663, 'frame F1, realdev': 0.86},
     ),
