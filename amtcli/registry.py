@@ -163,11 +163,11 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         repo_id=None,
         revision=None,
         files=(
-            ModelFile('config.json', sha256='c912e622c352383c8e46fa39623bd5457b39ca4b8e284f9a119c9ba9a1565b0d', size=1075),
-            ModelFile('model.safetensors', sha256='fb3ae76f6c2631542a7ed6d6eccd7747f18bf9c442ca21339ad280df4bfd8569', size=2177904),
-            ModelFile('README.md', sha256='20e39648f62301513055535fa9819ed457fa5590d730b2b7dced1f46de79c54a', size=6197),
+            ModelFile('config.json', sha256='525e75f201299a4f71d4aa0fcc4b880d7fdfefce57a45d85234ad5bc5869b8b1', size=1075),
+            ModelFile('model.safetensors', sha256='a36ab8ff55566c1b56001100d7788eae432f95dfb07b855f61cc38bd9a4b2a90', size=2177904),
+            ModelFile('README.md', sha256='5e0834473901fefce43c6dfb4efc2a699d8298123e5f938f7b9d6336f417b0a8', size=7783),
         ),
-        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.712, 'note-onset F1, realdev (Bach10, mean)': 0.578, 'frame F1, realdev': 0.638, 'token F1, synthetic test': 0.782},
+        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.735, 'note-onset F1, realdev (Bach10, mean)': 0.579, 'frame F1, realdev': 0.581, 'token F1, synthetic test': 0.796},
     ),
     ModelEntry(
         name='seq2seq',
