@@ -150,11 +150,11 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         repo_id=None,
         revision=None,
         files=(
-            ModelFile('config.json', sha256='3f34777ef4a12f01d5153b9a9835fddec5d77af123ccf569e1763fffba90b99b', size=607),
-            ModelFile('model.safetensors', sha256='8bc8ae2af0ebe4a15797048553b0436016033b1485ea9005dbbbaa817811d9cf', size=2580384),
-            ModelFile('README.md', sha256='61fab77990fd804618d8d01fe10080289310febe65443a0620cb53ab2c6b6312', size=4990),
+            ModelFile('config.json', sha256='b06553261857e139e9af25f0baabc0f362800735f8ae72e0e906437ebac74568', size=829),
+            ModelFile('model.safetensors', sha256='7167256b680f9765467670495107f0cdef21242967a641e846effe74e9a22fac', size=2580384),
+            ModelFile('README.md', sha256='43feeff745a7a9e4451c5d6356356bc20037aa11654cfd21d8daa6a206f37d03', size=6120),
         ),
-        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.62, 'note-onset F1, realdev (Bach10, mean)': 0.505, 'frame F1, realdev': 0.87},
+        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.633, 'note-onset F1, realdev (Bach10, mean)': 0.595, 'frame F1, realdev': 0.87},
     ),
     ModelEntry(
         name='ctc',
@@ -178,7 +178,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='43dfbb79823ca8578c525956f2b0b9358a66f62922cbf21f3b1dbdbc3d732554', size=1224),
             ModelFile('model.safetensors', sha256='d7de8e516d93a5eb5b6f5a7115fab33f65bd5cc1eaa69ea6fd9f983f26ed25c4', size=3222348),
-            ModelFile('README.md', sha256='21f6ff5b98b9abe79712718ab7b0c81d001dbf20771b2b0b96dfbdf6860185fd', size=6560),
+            ModelFile('README.md', sha256='aba8aad4f4ad82ed8c380b9fde04d073f3f752753b82bd9387c3fd53d0a5366e', size=6560),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.494, 'note-onset F1, realdev (Bach10, mean)': 0.359, 'frame F1, realdev': 0.288, 'token F1, synthetic test': 0.613},
     ),
