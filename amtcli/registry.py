@@ -178,7 +178,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='43dfbb79823ca8578c525956f2b0b9358a66f62922cbf21f3b1dbdbc3d732554', size=1224),
             ModelFile('model.safetensors', sha256='d7de8e516d93a5eb5b6f5a7115fab33f65bd5cc1eaa69ea6fd9f983f26ed25c4', size=3222348),
-            ModelFile('README.md', sha256='aba8aad4f4ad82ed8c380b9fde04d073f3f752753b82bd9387c3fd53d0a5366e', size=6560),
+            ModelFile('README.md', sha256='8129ae0c51a5bd22c7dc7214bccaa382f33d69199724e6ed5fa7a57e8b38e872', size=6658),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.494, 'note-onset F1, realdev (Bach10, mean)': 0.359, 'frame F1, realdev': 0.288, 'token F1, synthetic test': 0.613},
     ),
