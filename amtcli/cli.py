@@ -206,14 +206,13 @@ def models_verify() -> None:
     _run(run_verify, _console())
 
 
-#: Names of the packaged synthesis recipes (read from the folder, without importing the synthesizer).
-_BUNDLED_SYNTH_RECIPES = ", ".join(sorted(p.stem for p in (Path(__file__).parent / "datasets" / "recipes").glob("*.toml")))
+from amtcli.datasets.recipe_files import bundled_recipes  # noqa: E402  (standard library only)
 
 
 @data_app.command("synth")
 def data_synth(
     out_dir: Path = typer.Argument(..., help="Output folder (MusicNet layout)."),
-    recipe: Optional[Path] = typer.Option(None, "--recipe", help=f"Synthesis recipe: a TOML file or a bundled name ({_BUNDLED_SYNTH_RECIPES})."),
+    recipe: Optional[Path] = typer.Option(None, "--recipe", help=f"Synthesis recipe: a TOML file or a bundled name ({', '.join(bundled_recipes())})."),
     hours: Optional[float] = typer.Option(None, "--hours", help="Scale the recipe to about this many hours."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives identical labels."),
     jobs: int = typer.Option(2, "--jobs", "-j", help="Parallel render workers."),

@@ -33,28 +33,12 @@ from amtcli.atomic import atomic_path
 from amtcli.datasets import sources as src
 from amtcli.datasets.musicnet import write_musicnet_labels
 from amtcli.datasets.performance import ENSEMBLES, PerformanceStyle, assign_instruments, crop_score, perform
+from amtcli.datasets.recipe_files import DEFAULT_RECIPE, bundled_recipes, resolve_recipe  # noqa: F401
 from amtcli.datasets.render import Renderer, VibratoStyle, check_soundfont, random_settings, with_vibrato
 from amtcli.errors import AmtError, ConfigError, DataError
 from amtcli.instruments import program_name
 
-RECIPES_DIR = Path(__file__).parent / "recipes"
-DEFAULT_RECIPE = RECIPES_DIR / "default.toml"
 
-
-def bundled_recipes() -> list[str]:
-    """Names of the synthesis recipes shipped with the package (``--recipe NAME``)."""
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
-
-
-def resolve_recipe(path: str | Path | None) -> Path:
-    """The recipe file for ``path``: the default when None, a bundled recipe when ``path``
-    is one of :func:`bundled_recipes` and no such file exists, else ``path`` itself."""
-    if path is None:
-        return DEFAULT_RECIPE
-    path = Path(path)
-    if not path.is_file() and path.suffix == "" and (RECIPES_DIR / f"{path.name}.toml").is_file():
-        return RECIPES_DIR / f"{path.name}.toml"
-    return path
 SPLITS = ("train", "validation", "test")
 SOURCE_KINDS = ("music21", "midi", "generated")
 METADATA_COLUMNS = (
