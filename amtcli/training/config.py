@@ -164,6 +164,9 @@ def load_recipe(path: str | Path, overrides: dict[str, dict] | None = None) -> T
         raw.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
     if "family" not in raw:
         raise ConfigError(f"{path}: recipe needs a top-level 'family'")
+    if raw.get("augment") and raw.get("data", {}).get("augment") is False:
+        raise ConfigError(f"{path}: the [augment] section has no effect with [data] augment = false; "
+                          "remove the section or set augment = true")
     return TrainConfig(
         family=raw["family"],
         name=raw.get("name", raw["family"]),
