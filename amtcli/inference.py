@@ -77,7 +77,8 @@ def run_windows(model: LoadedModel, windows: list[np.ndarray], options: DecodeOp
     posteriorgrams for frame and CTC models, decoded token rows for seq2seq."""
     tensor = torch.from_numpy(np.stack(windows)).to(model.device)
     if output_kind(model) == "tokens":
-        return model.module.decode_windows(tensor, options.beam_width, options.token_grammar)
+        return model.module.decode_windows(tensor, options.beam_width, options.token_grammar,
+                                           options.confirm_threshold)
     return model.module.posteriorgram(tensor).float().cpu().numpy()
 
 
@@ -101,6 +102,7 @@ class ChunkDecoder:
 
             self._decoder = Detokenizer()
             self._stops = {code: 0 for code in model.module.STOP_CODES}
+            self._unconfirmed = 0
             self._stop_codes = model.module.STOP_CODES
             return
         if self.kind == "ctc":
@@ -123,7 +125,7 @@ class ChunkDecoder:
     def stats(self) -> dict[str, float]:
         if self.kind == "tokens":
             stops = {f"windows_stopped_{k}": float(v) for k, v in self._stops.items()}
-            return {**self._decoder.stats.as_dict(), **stops}
+            return {**self._decoder.stats.as_dict(), "unconfirmed_note_ons": float(self._unconfirmed), **stops}
         if self.kind == "ctc":
             return {"n_tokens": float(self._decoder.n_tokens)}
         return {}
@@ -136,8 +138,9 @@ class ChunkDecoder:
 
         rate = self.frame_rate_hz
         self._stops[self._stop_codes[int(output[-1])]] += 1
+        self._unconfirmed += int(output[-2])
         start_s = start_frame / rate
-        tokens = output[:-1].tolist()
+        tokens = output[:-2].tolist()
         tokens = tokens[: tokens.index(PAD)] if PAD in tokens else tokens   # the row's padding, not output
         return self._decoder.push(tokens, start_s, start_s + lo / rate, start_s + hi / rate)
 

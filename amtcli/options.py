@@ -131,6 +131,9 @@ class DecodeOptions:
         token_grammar: seq2seq models: decode under
             :class:`~amtcli.families.seq2seq.TokenGrammar` (no echoed NOTE_ON within
             50 ms, no NOTE_OFF of a silent pitch the window already mentioned).
+        confirm_threshold: seq2seq models: keep a NOTE_ON only if the encoder's
+            frame-activity head gives its key at least this probability within 40 ms
+            before to 60 ms after it (0 keeps every NOTE_ON).
     """
 
     onset_threshold: float = 0.5
@@ -142,8 +145,11 @@ class DecodeOptions:
     beam_width: int = 1
     blank_offset: float = 0.0
     token_grammar: bool = True
+    confirm_threshold: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.confirm_threshold < 1.0:
+            raise ConfigError(f"confirm_threshold must be in [0, 1), got {self.confirm_threshold}")
         if self.beam_width < 1:
             raise ConfigError(f"beam_width must be at least 1, got {self.beam_width}")
         if self.note_start not in ("onset", "frame"):

@@ -4,7 +4,9 @@ import torch
 
 from amtcli.audio import Audio
 from amtcli.checkpoint import get_family, load_checkpoint, save_checkpoint
-from amtcli.decoding.tokens import EOS, NOTE_OFF_BASE, PAD, SHIFT_BASE, VOCAB_SIZE, encode_window
+from amtcli.decoding.tokens import (EOS, NOTE_OFF_BASE, PAD, SHIFT_BASE, VOCAB_SIZE, confirm_note_ons,
+                                    encode_window)
+from amtcli.errors import ConfigError
 from amtcli.families.seq2seq import (Seq2SeqConfig, Seq2SeqTranscriber, guided_attention_loss, is_looping,
                                      token_positions)
 from amtcli.inference import transcribe
@@ -96,7 +98,8 @@ def test_training_steps_teach_it_one_note_then_greedy_and_beam_decode_it():
     assert greedy["attention"].shape == (len(expected), 25)
     assert model.beam(audio[:1], width=3)[0]["tokens"] == expected
     rows = model.decode_windows(audio, beam_width=1)
-    assert rows.shape == (2, SMALL.max_decode_tokens + 1) and rows[0, -1] == 0  # stopped at EOS
+    assert rows.shape == (2, SMALL.max_decode_tokens + 2) and rows[0, -1] == 0  # stopped at EOS
+    assert (rows[:, -2] == 0).all()                                             # nothing unconfirmed
 
 
 def test_loops_are_detected():
@@ -131,7 +134,7 @@ def test_transcribe_a_long_file_with_a_random_model_never_crashes(tmp_path):
     stops = sum(result.stats[f"windows_stopped_{k}"] for k in Seq2SeqTranscriber.STOP_CODES)
     assert stops == 4
     assert all(0 <= n.onset_s < n.offset_s <= 23.0 for n in result.notes)
-    assert {"invalid_tokens", "dropped_tokens", "n_tokens"} <= set(result.stats)
+    assert {"invalid_tokens", "dropped_tokens", "n_tokens", "unconfirmed_note_ons"} <= set(result.stats)
 
 
 def test_token_stats_count_decoded_tokens_not_the_rows_padding(tmp_path):
@@ -368,3 +371,39 @@ def test_grammar_can_be_switched_off():
     constrained = model.greedy(audio[:1])[0]["tokens"]
     assert constrained[:7] == [60 - 21] + [SHIFT_BASE] * 5 + [60 - 21]
     assert model.decode_windows(audio[:1], grammar=False)[0, -1] == Seq2SeqTranscriber.STOP_CODES.index("loop")
+
+
+def test_confirm_note_ons_drops_unheard_pitches_with_their_note_offs():
+    activity = np.zeros((250, 88))             # 50 positions per second, 5 s
+    activity[48:60, 40] = 0.9                  # key 40 sounds from 0.96 s to 1.2 s
+    activity[53, 12] = 0.9                     # key 12 only at 1.06 s: the edge of the window after 1.0 s
+    shift_1s, shift_100ms = SHIFT_BASE + 99, SHIFT_BASE + 9
+    tokens = [shift_1s, 40, 10, 12, shift_100ms, NOTE_OFF_BASE + 10, NOTE_OFF_BASE + 40, NOTE_OFF_BASE + 12, 10, EOS]
+    kept, dropped = confirm_note_ons(tokens, activity, 0.5, 50.0)
+    assert kept == [shift_1s, 40, 12, shift_100ms, NOTE_OFF_BASE + 40, NOTE_OFF_BASE + 12, EOS] and dropped == 2
+    assert confirm_note_ons(tokens, activity, 0.0, 50.0) == (tokens, 0)
+    assert confirm_note_ons(tokens, activity, 0.95, 50.0)[1] == 4
+    # a NOTE_OFF of a key whose NOTE_ON was kept (or that rings from before the window) stays
+    assert confirm_note_ons([NOTE_OFF_BASE + 7, EOS], activity, 0.5, 50.0) == ([NOTE_OFF_BASE + 7, EOS], 0)
+
+
+def test_decode_windows_confirms_note_ons_with_the_frame_head():
+    torch.manual_seed(0)
+    config = Seq2SeqConfig(**{**SMALL.__dict__, "frame_loss_weight": 1.0})
+    model = Seq2SeqTranscriber(config).eval()
+    audio = torch.from_numpy(np.random.default_rng(0).normal(0, 0.1, (2, 16000)).astype(np.float32))
+    with torch.no_grad():
+        model.out[-1].bias[40] += 50.0         # the decoder says NOTE_ON(61) until it loops
+    plain = model.decode_windows(audio, grammar=False)
+    n_on = int((plain[:, :-2] < NOTE_OFF_BASE).sum())
+    assert n_on > 0
+    with torch.no_grad():
+        model.frame_head.weight.zero_()
+        model.frame_head.bias.fill_(-10.0)     # the frame head hears nothing
+    silent = model.decode_windows(audio, grammar=False, confirm_threshold=0.5)
+    assert int((silent[:, :-2] < NOTE_OFF_BASE).sum()) == 0 and int(silent[:, -2].sum()) == n_on
+    with torch.no_grad():
+        model.frame_head.bias.fill_(10.0)      # ... or everything
+    assert (model.decode_windows(audio, grammar=False, confirm_threshold=0.5) == plain).all()
+    with pytest.raises(ConfigError, match="no frame-activity head"):
+        Seq2SeqTranscriber(SMALL).decode_windows(audio, confirm_threshold=0.5)

@@ -16,6 +16,7 @@ ring); one that outlasts the window contributes only its NOTE_ON.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from amtcli.types import N_KEYS, PIANO_LOW, Note
@@ -93,6 +94,52 @@ def snap_steps(steps: list[int], snap: int) -> list[int]:
             anchor = steps[index]
         snapped[index] = anchor
     return snapped
+
+
+def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_per_s: float,
+                     before_s: float = 0.04, after_s: float = 0.06) -> tuple[list[int], int]:
+    """Drop the NOTE_ONs that the frame activity does not confirm.
+
+    Args:
+        tokens: one window's token ids (time starts at the window's start).
+        activity: (n_positions, 88) array, probability that each key sounds at each
+            position of the window (``positions_per_s`` per second).
+        threshold: a NOTE_ON(p) at time t is kept if key p reaches ``threshold``
+            somewhere in [t - before_s, t + after_s]; 0 keeps every NOTE_ON.
+
+    Returns:
+        (tokens without the unconfirmed NOTE_ONs and the NOTE_OFFs that would have ended
+        them, number of NOTE_ONs dropped). Time shifts and every other token stay.
+    """
+    if threshold <= 0:
+        return list(tokens), 0
+    n_positions = activity.shape[0]
+    kept: list[int] = []
+    unconfirmed: set[int] = set()     # keys whose last NOTE_ON was dropped
+    dropped = 0
+    step = 0
+    for token in tokens:
+        token = int(token)
+        kind = token_kind(token)
+        if kind == "shift":
+            step += token - SHIFT_BASE + 1
+        elif kind == "on":
+            key = token - NOTE_ON_BASE
+            time_s = step * TIME_STEP_S
+            lo = max(0, int(math.floor((time_s - before_s) * positions_per_s)))
+            hi = min(n_positions, int(math.ceil((time_s + after_s) * positions_per_s)) + 1)
+            if lo >= hi or float(activity[lo:hi, key].max()) < threshold:
+                unconfirmed.add(key)
+                dropped += 1
+                continue
+            unconfirmed.discard(key)
+        elif kind == "off":
+            key = token - NOTE_OFF_BASE
+            if key in unconfirmed:
+                unconfirmed.discard(key)
+                continue
+        kept.append(token)
+    return kept, dropped
 
 
 @dataclass

@@ -33,7 +33,8 @@ import torch
 from torch import nn
 
 from amtcli.decoding.tokens import (EOS, MAX_SHIFT_STEPS, NOTE_OFF_BASE, PAD, SHIFT_BASE, SOS, TIME_STEP_S,
-                                    VOCAB_SIZE, encode_window)
+                                    VOCAB_SIZE, confirm_note_ons, encode_window)
+from amtcli.errors import ConfigError
 from amtcli.families.onsets_frames import build_acoustic, run_acoustic
 from amtcli.families.config import FamilyConfig
 from amtcli.features import build_frontend
@@ -283,23 +284,47 @@ class Seq2SeqTranscriber(nn.Module):
     STOP_CODES = ("eos", "length", "loop", "end")
 
     @torch.no_grad()
-    def decode_windows(self, audio: torch.Tensor, beam_width: int = 1, grammar: bool = True) -> np.ndarray:
-        """Audio windows (batch, n_samples) -> (batch, max_decode_tokens + 1) int64: each
-        window's tokens padded with PAD, then its stop reason as an index of STOP_CODES.
-        ``grammar``: constrain the tokens with :class:`TokenGrammar`."""
-        decoded = (self.greedy(audio, grammar=grammar) if beam_width <= 1
+    def decode_windows(self, audio: torch.Tensor, beam_width: int = 1, grammar: bool = True,
+                       confirm_threshold: float = 0.0) -> np.ndarray:
+        """Audio windows (batch, n_samples) -> (batch, max_decode_tokens + 2) int64: each
+        window's tokens padded with PAD, then the number of NOTE_ONs dropped as
+        unconfirmed, then its stop reason as an index of STOP_CODES.
+
+        ``grammar``: constrain the tokens with :class:`TokenGrammar`. ``confirm_threshold``
+        > 0: drop each NOTE_ON whose key the encoder's frame-activity head does not reach
+        that probability for within 40 ms before to 60 ms after it
+        (:func:`~amtcli.decoding.tokens.confirm_note_ons`)."""
+        encoded = self.encode(audio) if confirm_threshold > 0 else None
+        decoded = (self.greedy(audio, grammar=grammar, encoded=encoded) if beam_width <= 1
                    else self.beam(audio, beam_width, grammar=grammar))
-        out = np.full((len(decoded), self.config.max_decode_tokens + 1), PAD, dtype=np.int64)
+        out = np.full((len(decoded), self.config.max_decode_tokens + 2), PAD, dtype=np.int64)
+        out[:, -2] = 0
+        if encoded is not None:
+            activity = self.frame_activity(encoded[0]).float().cpu().numpy()
+            positions_per_s = self.config.features.frame_rate_hz / self.config.memory_stride
+            for i, result in enumerate(decoded):
+                result["tokens"], out[i, -2] = confirm_note_ons(result["tokens"], activity[i], confirm_threshold,
+                                                                positions_per_s)
         for i, result in enumerate(decoded):
             out[i, : len(result["tokens"])] = result["tokens"]
             out[i, -1] = self.STOP_CODES.index(result["stopped"])
         return out
 
+    def frame_activity(self, memory: torch.Tensor) -> torch.Tensor:
+        """Memory (batch, n_positions, memory dim) -> (batch, n_positions, 88) probability
+        that each key sounds, from the encoder's auxiliary frame head."""
+        if not hasattr(self, "frame_head"):
+            raise ConfigError("this seq2seq checkpoint has no frame-activity head (frame_loss_weight = 0), "
+                              "so it cannot confirm NOTE_ONs; set confirm_threshold to 0")
+        return torch.sigmoid(self.frame_head(memory[..., : 2 * self.config.encoder_units]))
+
     @torch.no_grad()
-    def greedy(self, audio: torch.Tensor, return_attention: bool = False, grammar: bool = True) -> list[dict]:
+    def greedy(self, audio: torch.Tensor, return_attention: bool = False, grammar: bool = True,
+               encoded: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[dict]:
         """Decode each window: ``[{"tokens": list[int], "stopped": "eos"|"length"|"loop"|"end",
-        "attention": (n_tokens, n_positions) array if asked}]``."""
-        memory, mask = self.encode(audio)
+        "attention": (n_tokens, n_positions) array if asked}]``. ``encoded``: the
+        (memory, mask) of :meth:`encode` for ``audio``, if already computed."""
+        memory, mask = encoded if encoded is not None else self.encode(audio)
         keys = self.attn_memory(memory)
         state, context = self._start(memory)
         batch = memory.shape[0]
