@@ -134,6 +134,8 @@ class DecodeOptions:
         confirm_threshold: seq2seq models: keep a NOTE_ON only if the encoder's
             frame-activity head gives its key at least this probability within 40 ms
             before to 60 ms after it (0 keeps every NOTE_ON).
+        end_threshold: seq2seq models: end each note where that head's activity for its
+            key falls below this, if before its NOTE_OFF (0: notes end at NOTE_OFF).
     """
 
     onset_threshold: float = 0.5
@@ -146,10 +148,12 @@ class DecodeOptions:
     blank_offset: float = 0.0
     token_grammar: bool = True
     confirm_threshold: float = 0.0
+    end_threshold: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.confirm_threshold < 1.0:
-            raise ConfigError(f"confirm_threshold must be in [0, 1), got {self.confirm_threshold}")
+        for name in ("confirm_threshold", "end_threshold"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.beam_width < 1:
             raise ConfigError(f"beam_width must be at least 1, got {self.beam_width}")
         if self.note_start not in ("onset", "frame"):

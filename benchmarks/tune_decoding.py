@@ -5,8 +5,10 @@ note-start rule ("onset" or "frame"), onset threshold, frame threshold, minimum
 note duration, gap filling and re-onset rise (the last two act in frame-only
 decoding) and blank offset (CTC models), and prints mean note-onset F1 (and note-with-offset and frame F1) per
 combination. For seq2seq models, which decode tokens and not posteriors, it runs the
-whole decoder once per choice of --token-grammar and --confirm instead. With --write, stores the
-combination with the best onset F1 in the checkpoint's config.json ("decode"), which
+whole decoder once per choice of --token-grammar, --confirm and --end instead. With --write, stores the
+combination with the best onset F1 (seq2seq ties, such as --end values, which move only
+offsets, go to the better note-with-offset F1, then frame F1) in the checkpoint's
+config.json ("decode"), which
 `amtcli transcribe` then uses by default.
 
     python benchmarks/tune_decoding.py runs/onf/best --dataset data/synth-v1 --write
@@ -45,6 +47,7 @@ def main() -> None:
     parser.add_argument("--blank-offset", default="0", help="blank_offset values (CTC models)")
     parser.add_argument("--token-grammar", default="on,off", help="seq2seq models: decode with / without the grammar")
     parser.add_argument("--confirm", default="0", help="seq2seq models: confirm_threshold values (0: off)")
+    parser.add_argument("--end", default="0", help="seq2seq models: end_threshold values (0: off)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write", action="store_true", help="store the best pair in config.json")
     args = parser.parse_args()
@@ -54,18 +57,20 @@ def main() -> None:
     recordings = load_recordings(split_pairs(args.dataset, args.split), model.features, args.max_s)
     if getattr(model.module, "OUTPUT", "frames") == "tokens":
         rows = []
-        for grammar, confirm in itertools.product(args.token_grammar.split(","), map(float, args.confirm.split(","))):
-            options = DecodeOptions(token_grammar=grammar == "on", confirm_threshold=confirm)
+        for grammar, confirm, end in itertools.product(args.token_grammar.split(","), map(float, args.confirm.split(",")),
+                                                       map(float, args.end.split(","))):
+            options = DecodeOptions(token_grammar=grammar == "on", confirm_threshold=confirm, end_threshold=end)
             decoded = [list(transcribe(model, Audio(r.samples, model.features.sample_rate), options).notes)
                        for r in recordings]
             mean = mean_result([evaluate_notes(list(r.notes), notes, name=r.name)
                                 for r, notes in zip(recordings, decoded)])
             n_est, n_ref = sum(map(len, decoded)), sum(len(r.notes) for r in recordings)
-            rows.append(({"token_grammar": options.token_grammar, "confirm_threshold": confirm}, mean.note_onset.f1))
-            print(f"token grammar {grammar:3s} confirm {confirm:.2f}: length ratio {n_est / max(n_ref, 1):.3f} "
+            rows.append(({"token_grammar": options.token_grammar, "confirm_threshold": confirm, "end_threshold": end},
+                         mean.note_onset.f1, mean.note_offset.f1, mean.frame.f1))
+            print(f"token grammar {grammar:3s} confirm {confirm:.2f} end {end:.2f}: length ratio {n_est / max(n_ref, 1):.3f} "
                   f"note-onset F1 {mean.note_onset.f1:.4f} note-offset F1 {mean.note_offset.f1:.4f} "
                   f"frame F1 {mean.frame.f1:.4f}", flush=True)
-        chosen, best_f1 = max(rows, key=lambda row: row[1])
+        chosen, best_f1 = max(rows, key=lambda row: row[1:])[:2]   # ties: note-with-offset, then frame F1
         report(args, chosen, best_f1, len(recordings))
         return
     posteriors = [

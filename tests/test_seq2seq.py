@@ -4,8 +4,8 @@ import torch
 
 from amtcli.audio import Audio
 from amtcli.checkpoint import get_family, load_checkpoint, save_checkpoint
-from amtcli.decoding.tokens import (EOS, NOTE_OFF_BASE, PAD, SHIFT_BASE, VOCAB_SIZE, confirm_note_ons,
-                                    encode_window)
+from amtcli.decoding.tokens import (EOS, NOTE_OFF_BASE, PAD, SHIFT_BASE, VOCAB_SIZE, Detokenizer, confirm_note_ons,
+                                    encode_window, end_notes_by_activity)
 from amtcli.errors import ConfigError
 from amtcli.families.seq2seq import (Seq2SeqConfig, Seq2SeqTranscriber, guided_attention_loss, is_looping,
                                      token_positions)
@@ -402,8 +402,29 @@ def test_decode_windows_confirms_note_ons_with_the_frame_head():
         model.frame_head.bias.fill_(-10.0)     # the frame head hears nothing
     silent = model.decode_windows(audio, grammar=False, confirm_threshold=0.5)
     assert int((silent[:, :-2] < NOTE_OFF_BASE).sum()) == 0 and int(silent[:, -2].sum()) == n_on
+    ended = model.decode_windows(audio, grammar=False, end_threshold=0.5)
+    assert int((ended[:, :-2] < NOTE_OFF_BASE).sum()) == n_on   # the notes stay, each now ends
+    assert int(((ended[:, :-2] >= NOTE_OFF_BASE) & (ended[:, :-2] < SHIFT_BASE)).sum()) > 0
     with torch.no_grad():
         model.frame_head.bias.fill_(10.0)      # ... or everything
     assert (model.decode_windows(audio, grammar=False, confirm_threshold=0.5) == plain).all()
     with pytest.raises(ConfigError, match="no frame-activity head"):
         Seq2SeqTranscriber(SMALL).decode_windows(audio, confirm_threshold=0.5)
+
+
+def test_end_notes_by_activity_ends_notes_where_the_frame_head_stops():
+    activity = np.zeros((250, 88))             # 50 positions per second, 5 s
+    activity[50:60, 40] = 0.9                  # key 40 sounds from 1.0 s to 1.2 s
+    activity[50:250, 5] = 0.9                  # key 5 from 1.0 s to the window's end
+    activity[50:52, 7] = 0.9                   # key 7 only 40 ms: the 50 ms minimum holds
+    on_1s, off_at_2_5s = [SHIFT_BASE + 99, 40, 5, 7], [SHIFT_BASE + 99, SHIFT_BASE + 49, NOTE_OFF_BASE + 40]
+    tokens = on_1s + off_at_2_5s + [NOTE_OFF_BASE + 5, EOS]
+    rewritten = end_notes_by_activity(tokens, activity, 0.5, 50.0)
+    notes = Detokenizer().push(rewritten, 0.0, 0.0, 5.0) + Detokenizer().push(tokens, 0.0, 0.0, 5.0)
+    assert [(n.pitch, round(n.onset_s, 2), round(n.offset_s, 2)) for n in notes[:3]] == [(28, 1.0, 1.06), (61, 1.0, 1.2), (26, 1.0, 2.5)]
+    assert rewritten == [SHIFT_BASE + 99, 5, 7, 40, SHIFT_BASE + 5, NOTE_OFF_BASE + 7, SHIFT_BASE + 13,
+                         NOTE_OFF_BASE + 40, SHIFT_BASE + 99, SHIFT_BASE + 29, NOTE_OFF_BASE + 5]
+    assert end_notes_by_activity(tokens, activity, 0.0, 50.0) == tokens
+    # a re-attack before the activity falls ends the first note; the second ends at 1.2 s
+    reattack = [SHIFT_BASE + 99, 40, SHIFT_BASE + 9, 40, EOS]
+    assert end_notes_by_activity(reattack, activity, 0.5, 50.0) == reattack[:-1] + [SHIFT_BASE + 9, NOTE_OFF_BASE + 40]

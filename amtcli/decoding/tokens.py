@@ -142,6 +142,68 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
     return kept, dropped
 
 
+def end_notes_by_activity(tokens: list[int], activity, threshold: float, positions_per_s: float,
+                          min_duration_s: float = 0.05) -> list[int]:
+    """End notes where the frame activity says they stop, if that is before their NOTE_OFF.
+
+    Args:
+        tokens: one window's token ids (time starts at the window's start).
+        activity: (n_positions, 88) array, probability that each key sounds at each
+            position of the window (``positions_per_s`` per second).
+        threshold: each NOTE_ON(p) at time t is ended by a NOTE_OFF(p) at the first
+            position from ``t + min_duration_s`` on where key p falls below
+            ``threshold``, unless the tokens end or re-attack it before; its own
+            NOTE_OFF, now late, is removed. A note whose key stays above ``threshold``
+            to the window's end keeps its tokens. 0 changes nothing.
+
+    Returns:
+        The rewritten tokens, events in time order (NOTE_OFFs before NOTE_ONs at one
+        instant) with TIME_SHIFTs between them. Invalid tokens keep their time.
+    """
+    if threshold <= 0:
+        return list(tokens)
+    events: list[list[int]] = []         # [step, order (0 off, 1 on, 2 other), token]
+    step = 0
+    for token in tokens:
+        token = int(token)
+        kind = token_kind(token)
+        if kind == "shift":
+            step += token - SHIFT_BASE + 1
+        elif kind != "eos":
+            events.append([step, {"off": 0, "on": 1}.get(kind, 2), token])
+    n_positions = activity.shape[0]
+    removed: set[int] = set()
+    added: list[list[int]] = []
+    for index, (on_step, order, token) in enumerate(events):
+        if order != 1:
+            continue
+        key = token - NOTE_ON_BASE
+        later = next((i for i in range(index + 1, len(events))
+                      if events[i][2] in (NOTE_ON_BASE + key, NOTE_OFF_BASE + key)), None)
+        stop = n_positions if later is None else min(
+            n_positions, int(math.ceil(events[later][0] * TIME_STEP_S * positions_per_s)))
+        first = int(math.ceil((on_step * TIME_STEP_S + min_duration_s) * positions_per_s))
+        for position in range(first, stop):
+            if activity[position, key] < threshold:
+                end_step = max(on_step + 1, int(round(position / positions_per_s / TIME_STEP_S)))
+                if later is not None and end_step >= events[later][0]:
+                    break
+                added.append([end_step, 0, NOTE_OFF_BASE + key])
+                if later is not None and events[later][1] == 0:
+                    removed.add(later)
+                break
+    kept = [event for i, event in enumerate(events) if i not in removed] + added
+    out: list[int] = []
+    now = 0
+    for step, _, token in sorted(kept):
+        while step > now:
+            shift = min(step - now, MAX_SHIFT_STEPS)
+            out.append(SHIFT_BASE + shift - 1)
+            now += shift
+        out.append(token)
+    return out
+
+
 @dataclass
 class DetokenizerStats:
     """Counts kept in the transcription's stats; decoding never raises on bad tokens.

@@ -33,7 +33,8 @@ import torch
 from torch import nn
 
 from amtcli.decoding.tokens import (EOS, MAX_SHIFT_STEPS, NOTE_OFF_BASE, PAD, SHIFT_BASE, SOS, TIME_STEP_S,
-                                    VOCAB_SIZE, confirm_note_ons, encode_window)
+                                    VOCAB_SIZE, confirm_note_ons, encode_window,
+                                    end_notes_by_activity)
 from amtcli.errors import ConfigError
 from amtcli.families.onsets_frames import build_acoustic, run_acoustic
 from amtcli.families.config import FamilyConfig
@@ -285,26 +286,33 @@ class Seq2SeqTranscriber(nn.Module):
 
     @torch.no_grad()
     def decode_windows(self, audio: torch.Tensor, beam_width: int = 1, grammar: bool = True,
-                       confirm_threshold: float = 0.0) -> np.ndarray:
-        """Audio windows (batch, n_samples) -> (batch, max_decode_tokens + 2) int64: each
-        window's tokens padded with PAD, then the number of NOTE_ONs dropped as
+                       confirm_threshold: float = 0.0, end_threshold: float = 0.0) -> np.ndarray:
+        """Audio windows (batch, n_samples) -> (batch, width + 2) int64: each window's
+        tokens padded with PAD to ``width`` (``max_decode_tokens``, or more where
+        ``end_threshold`` added NOTE_OFFs), then the number of NOTE_ONs dropped as
         unconfirmed, then its stop reason as an index of STOP_CODES.
 
         ``grammar``: constrain the tokens with :class:`TokenGrammar`. ``confirm_threshold``
         > 0: drop each NOTE_ON whose key the encoder's frame-activity head does not reach
         that probability for within 40 ms before to 60 ms after it
-        (:func:`~amtcli.decoding.tokens.confirm_note_ons`)."""
-        encoded = self.encode(audio) if confirm_threshold > 0 else None
+        (:func:`~amtcli.decoding.tokens.confirm_note_ons`). ``end_threshold`` > 0: end
+        each note where that head's activity for its key falls below it, if that comes
+        before its NOTE_OFF (:func:`~amtcli.decoding.tokens.end_notes_by_activity`)."""
+        encoded = self.encode(audio) if confirm_threshold > 0 or end_threshold > 0 else None
         decoded = (self.greedy(audio, grammar=grammar, encoded=encoded) if beam_width <= 1
                    else self.beam(audio, beam_width, grammar=grammar))
-        out = np.full((len(decoded), self.config.max_decode_tokens + 2), PAD, dtype=np.int64)
-        out[:, -2] = 0
+        unconfirmed = [0] * len(decoded)
         if encoded is not None:
             activity = self.frame_activity(encoded[0]).float().cpu().numpy()
             positions_per_s = self.config.features.frame_rate_hz / self.config.memory_stride
             for i, result in enumerate(decoded):
-                result["tokens"], out[i, -2] = confirm_note_ons(result["tokens"], activity[i], confirm_threshold,
-                                                                positions_per_s)
+                result["tokens"], unconfirmed[i] = confirm_note_ons(result["tokens"], activity[i], confirm_threshold,
+                                                                    positions_per_s)
+                result["tokens"] = end_notes_by_activity(result["tokens"], activity[i], end_threshold,
+                                                         positions_per_s)
+        width = max([self.config.max_decode_tokens] + [len(result["tokens"]) for result in decoded])
+        out = np.full((len(decoded), width + 2), PAD, dtype=np.int64)
+        out[:, -2] = unconfirmed
         for i, result in enumerate(decoded):
             out[i, : len(result["tokens"])] = result["tokens"]
             out[i, -1] = self.STOP_CODES.index(result["stopped"])
@@ -315,7 +323,7 @@ class Seq2SeqTranscriber(nn.Module):
         that each key sounds, from the encoder's auxiliary frame head."""
         if not hasattr(self, "frame_head"):
             raise ConfigError("this seq2seq checkpoint has no frame-activity head (frame_loss_weight = 0), "
-                              "so it cannot confirm NOTE_ONs; set confirm_threshold to 0")
+                              "so it cannot confirm or end notes; set confirm_threshold and end_threshold to 0")
         return torch.sigmoid(self.frame_head(memory[..., : 2 * self.config.encoder_units]))
 
     @torch.no_grad()
