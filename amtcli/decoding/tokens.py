@@ -172,26 +172,36 @@ def end_notes_by_activity(tokens: list[int], activity, threshold: float, positio
         elif kind != "eos":
             events.append([step, {"off": 0, "on": 1}.get(kind, 2), token])
     n_positions = activity.shape[0]
+    following: list[int | None] = [None] * len(events)   # the next event of the same key
+    last_seen: dict[int, int] = {}
+    for index in range(len(events) - 1, -1, -1):
+        step, order, token = events[index]
+        if order < 2:
+            key = token - (NOTE_ON_BASE if order == 1 else NOTE_OFF_BASE)
+            following[index] = last_seen.get(key)
+            last_seen[key] = index
     removed: set[int] = set()
     added: list[list[int]] = []
     for index, (on_step, order, token) in enumerate(events):
         if order != 1:
             continue
         key = token - NOTE_ON_BASE
-        later = next((i for i in range(index + 1, len(events))
-                      if events[i][2] in (NOTE_ON_BASE + key, NOTE_OFF_BASE + key)), None)
+        later = following[index]
         stop = n_positions if later is None else min(
             n_positions, int(math.ceil(events[later][0] * TIME_STEP_S * positions_per_s)))
         first = int(math.ceil((on_step * TIME_STEP_S + min_duration_s) * positions_per_s))
-        for position in range(first, stop):
-            if activity[position, key] < threshold:
-                end_step = max(on_step + 1, int(round(position / positions_per_s / TIME_STEP_S)))
-                if later is not None and end_step >= events[later][0]:
-                    break
-                added.append([end_step, 0, NOTE_OFF_BASE + key])
-                if later is not None and events[later][1] == 0:
-                    removed.add(later)
-                break
+        if first >= stop:
+            continue
+        below = activity[first:stop, key] < threshold
+        offset = int(below.argmax())
+        if not below[offset]:
+            continue
+        end_step = max(on_step + 1, int(round((first + offset) / positions_per_s / TIME_STEP_S)))
+        if later is not None and end_step >= events[later][0]:
+            continue
+        added.append([end_step, 0, NOTE_OFF_BASE + key])
+        if later is not None and events[later][1] == 0:
+            removed.add(later)
     kept = [event for i, event in enumerate(events) if i not in removed] + added
     out: list[int] = []
     now = 0
