@@ -150,11 +150,11 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         repo_id=None,
         revision=None,
         files=(
-            ModelFile('config.json', sha256='b06553261857e139e9af25f0baabc0f362800735f8ae72e0e906437ebac74568', size=829),
-            ModelFile('model.safetensors', sha256='7167256b680f9765467670495107f0cdef21242967a641e846effe74e9a22fac', size=2580384),
-            ModelFile('README.md', sha256='43feeff745a7a9e4451c5d6356356bc20037aa11654cfd21d8daa6a206f37d03', size=6120),
+            ModelFile('config.json', sha256='dbaea45d43b23a2a087842f5c3722841074fc7b411c2da284433204b18ca942b', size=829),
+            ModelFile('model.safetensors', sha256='9786fd6c63567c7261a8aad4ff5c24be6b53fcd1f31088269a2c727d98510f9c', size=2580384),
+            ModelFile('README.md', sha256='a78572ccd051ddc6e07c25d603c7fd599a083044c17bf527688115aa4f6f436b', size=6723),
         ),
-        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.633, 'note-onset F1, realdev (Bach10, mean)': 0.595, 'frame F1, realdev': 0.87},
+        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.651, 'note-onset F1, realdev (Bach10, mean)': 0.592, 'frame F1, realdev': 0.868},
     ),
     ModelEntry(
         name='ctc',
@@ -176,11 +176,11 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         repo_id=None,
         revision=None,
         files=(
-            ModelFile('config.json', sha256='43dfbb79823ca8578c525956f2b0b9358a66f62922cbf21f3b1dbdbc3d732554', size=1224),
+            ModelFile('config.json', sha256='cfe946a92cc6cd18394b9cecf1893e406b8ef84a1c47e2998aac0665b849adfd', size=1282),
             ModelFile('model.safetensors', sha256='d7de8e516d93a5eb5b6f5a7115fab33f65bd5cc1eaa69ea6fd9f983f26ed25c4', size=3222348),
-            ModelFile('README.md', sha256='8129ae0c51a5bd22c7dc7214bccaa382f33d69199724e6ed5fa7a57e8b38e872', size=6658),
+            ModelFile('README.md', sha256='9b57083fffead7744f39385fc9cd90eebf2eab5b9feeed313e35ea279d05ee88', size=9544),
         ),
-        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.494, 'note-onset F1, realdev (Bach10, mean)': 0.359, 'frame F1, realdev': 0.288, 'token F1, synthetic test': 0.613},
+        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.51, 'note-onset F1, realdev (Bach10, mean)': 0.386, 'frame F1, realdev': 0.556, 'token F1, synthetic test': 0.62},
     ),
 )
 
