@@ -18,7 +18,8 @@ from amtcli.datasets.performance import (
     assign_instruments,
     perform,
 )
-from amtcli.datasets.render import Renderer, RenderSettings, VibratoStyle, vibrato_bends, with_vibrato
+from amtcli.datasets.render import (AttackStyle, Renderer, RenderSettings, VibratoStyle, attack_swells, vibrato_bends,
+                                    with_slow_attacks, with_vibrato)
 from amtcli.datasets.stats import dataset_stats
 from amtcli.datasets.synth import bundled_recipes, load_recipe, plan_items, synthesize
 from amtcli.errors import ConfigError, DataError
@@ -391,6 +392,50 @@ def test_vibrato_style_draws_nothing_when_off():
     assert "vibrato" not in settings.describe()
     with pytest.raises(ValueError, match="cents"):
         VibratoStyle(cents=(30, 10))
+
+
+@needs_soundfont
+def test_slow_attacks_swell_sustained_instruments_only():
+    rate = 16000
+    renderer = Renderer()
+    events = [(0.2, 1.5, 0, 69, 100)]
+
+    def rms(audio, start_s, stop_s):
+        return float(np.sqrt(np.mean(audio[int(start_s * rate):int(stop_s * rate)] ** 2)))
+
+    rise = {}
+    for program in (40, 0):  # violin, piano
+        for attack_s in (0.0, 0.3):
+            settings = RenderSettings(soundfont=str(TIMGM), sample_rate=rate, reverb_level=0.0, peak=0.5,
+                                      attack_s=attack_s, attack_floor=0.2)
+            audio = renderer.render(events, {0: program}, settings)
+            rise[program, attack_s] = rms(audio, 0.2, 0.26) / rms(audio, 0.6, 0.9)   # first 60 ms vs body
+    renderer.close()
+    assert rise[40, 0.3] < 0.5 * rise[40, 0.0]               # the violin swells in
+    assert rise[0, 0.3] == pytest.approx(rise[0, 0.0])       # the piano does not
+    swells = attack_swells([(0.0, 1.0, 0, 60, 90), (0.1, 1.0, 0, 64, 90)], {0: 40},
+                           RenderSettings(soundfont="x", attack_s=0.2, attack_floor=0.25))
+    assert swells[0] == (0, 0, 32) and swells[-1] == (1600 + 3200, 0, 127)
+    assert [s for s in swells if s[0] == 1600] == [(1600, 0, 32)]   # the second note-on restarts the swell
+    assert attack_swells([(0.0, 1.0, 0, 60, 90)], {0: 0}, RenderSettings(soundfont="x", attack_s=0.2)) == []
+
+
+def test_attack_style_draws_nothing_when_off(tmp_path):
+    settings = RenderSettings(soundfont="x")
+    rng = np.random.default_rng(0)
+    assert with_slow_attacks(settings, AttackStyle(), rng) is settings
+    assert rng.random() == np.random.default_rng(0).random()
+    on = with_slow_attacks(settings, AttackStyle(prob=1.0, attack_s=(0.05, 0.1)), np.random.default_rng(0))
+    assert 0.05 <= on.attack_s <= 0.1 and "attack_s" in on.describe() and "attack" not in settings.describe()
+    with pytest.raises(ValueError, match="floor"):
+        AttackStyle(floor=(0.5, 2.0))
+    path = _recipe(tmp_path, hours=0.5, generated_share=0.9)
+    derived = tmp_path / "attack.toml"
+    derived.write_text(f'base = "{path}"\n[attack]\nprob = 0.5\nattack_s = [0.05, 0.1]\n', encoding="utf-8")
+    assert load_recipe(derived).attack == AttackStyle(prob=0.5, attack_s=(0.05, 0.1))
+    derived.write_text(f'base = "{path}"\n[attack]\nlength = 5\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="length"):
+        load_recipe(derived)
 
 
 def test_vibrato_recipe_section(tmp_path):

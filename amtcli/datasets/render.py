@@ -4,7 +4,8 @@ The output length is fixed before rendering: the last note-off plus a release ta
 a bad source can never produce unbounded audio. Every channel receives all-notes-off
 after its last note. Reverb, chorus, channel volumes and output level are randomized
 per item by :func:`random_settings`; :func:`with_vibrato` adds pitch-wheel vibrato to the
-sustained instruments (bowed strings, voices, winds), which soundfonts play at a flat pitch.
+sustained instruments (bowed strings, voices, winds), which soundfonts play at a flat pitch,
+and :func:`with_slow_attacks` makes their notes swell in, as bowed and blown notes do.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ SOUNDFONT_PACKAGES: dict[str, str] = {
 _CHUNK_FRAMES = 8192  #: Largest block rendered in one FluidSynth call (frames).
 _FLUID_BLOCK = 64  #: FluidSynth computes audio in blocks of this many frames (FLUID_BUFSIZE).
 _FLUSH_S = 0.5  #: Silence rendered and discarded after a reset, to empty effect buffers.
-_CC_VOLUME, _CC_PAN, _CC_ALL_NOTES_OFF = 7, 10, 123
-_NOTE_OFF, _NOTE_ON, _BEND = 0, 1, 2  #: Timeline event kinds, in their order at one sample.
+_CC_VOLUME, _CC_PAN, _CC_EXPRESSION, _CC_ALL_NOTES_OFF = 7, 10, 11, 123
+_NOTE_OFF, _NOTE_ON, _BEND, _EXPRESSION = 0, 1, 2, 3  #: Timeline event kinds, in their order at one sample.
 _BEND_RANGE_CENTS = 200.0  #: FluidSynth's default pitch-wheel range (+-2 semitones).
 _BEND_STEP_S = 0.01  #: Vibrato pitch-wheel update interval in seconds.
 _VIBRATO_RAMP_S = 0.25  #: Seconds for the vibrato to reach full depth after its delay.
@@ -76,6 +77,37 @@ class VibratoStyle:
 
 
 @dataclass(frozen=True)
+class AttackStyle:
+    """How often and how slowly sustained instruments swell into their notes.
+
+    At each note-on of a channel playing a :data:`VIBRATO_PROGRAMS` program, the channel's
+    expression controller (CC 11) drops to ``floor`` of full scale and rises linearly back
+    to full over the attack time (cut short by the channel's next note-on). The labels
+    keep the note-on time.
+
+    Attributes:
+        prob: probability that a rendered item gets slow attacks (0 disables them).
+        attack_s: (low, high) attack time in seconds, drawn per item.
+        floor: (low, high) starting expression as a fraction of full scale, drawn per item.
+    """
+
+    prob: float = 0.0
+    attack_s: tuple[float, float] = (0.03, 0.15)
+    floor: tuple[float, float] = (0.2, 0.5)
+
+    def __post_init__(self) -> None:
+        for name in ("attack_s", "floor"):
+            low, high = (float(v) for v in getattr(self, name))
+            if low > high or low < 0:
+                raise ValueError(f"attack {name} must be a (low, high) range with 0 <= low <= high")
+            object.__setattr__(self, name, (low, high))
+        if self.attack_s[1] > 1.0 or self.floor[1] > 1.0:
+            raise ValueError("attack attack_s must stay within 1 s and floor within [0, 1]")
+        if not 0.0 <= self.prob <= 1.0:
+            raise ValueError(f"attack prob must be in [0, 1], got {self.prob}")
+
+
+@dataclass(frozen=True)
 class RenderSettings:
     """How one item is rendered.
 
@@ -92,6 +124,9 @@ class RenderSettings:
             :data:`VIBRATO_PROGRAMS` program (0: no vibrato).
         vibrato_hz: vibrato rate in Hz.
         vibrato_delay_s: seconds after each note-on before the vibrato starts to grow.
+        attack_s: seconds over which sustained instruments swell into each note
+            (:class:`AttackStyle`; 0: no swell).
+        attack_floor: expression at the note-on, as a fraction of full scale.
     """
 
     soundfont: str
@@ -110,15 +145,19 @@ class RenderSettings:
     vibrato_cents: float = 0.0
     vibrato_hz: float = 5.5
     vibrato_delay_s: float = 0.2
+    attack_s: float = 0.0
+    attack_floor: float = 1.0
 
     def describe(self) -> str:
         """Compact ``key=value`` text for metadata.csv (soundfont and per-channel mix omitted;
-        the vibrato fields only when there is vibrato)."""
+        the vibrato and attack fields only when they are used)."""
         parts = []
         for key, value in asdict(self).items():
             if key in ("soundfont", "channel_volumes", "channel_pans"):
                 continue
             if key.startswith("vibrato_") and not self.vibrato_cents:
+                continue
+            if key.startswith("attack_") and not self.attack_s:
                 continue
             parts.append(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}")
         return ";".join(parts)
@@ -157,6 +196,49 @@ def with_vibrato(settings: RenderSettings, style: VibratoStyle, rng: np.random.G
         vibrato_hz=float(rng.uniform(*style.rate_hz)),
         vibrato_delay_s=float(rng.uniform(*style.delay_s)),
     )
+
+
+def with_slow_attacks(settings: RenderSettings, style: AttackStyle, rng: np.random.Generator) -> RenderSettings:
+    """``settings`` with slow attacks drawn from ``style`` (unchanged, and no random draw,
+    when ``style.prob`` is 0)."""
+    if style.prob <= 0.0 or rng.random() >= style.prob:
+        return settings
+    return replace(settings, attack_s=float(rng.uniform(*style.attack_s)),
+                   attack_floor=float(rng.uniform(*style.floor)))
+
+
+def attack_swells(
+    events: list[tuple[float, float, int, int, int]], programs: dict[int, int], settings: RenderSettings,
+) -> list[tuple[int, int, int]]:
+    """Expression (CC 11) events that make sustained instruments swell into their notes.
+
+    Each channel whose program is in :data:`VIBRATO_PROGRAMS` drops to
+    ``settings.attack_floor`` x 127 at each of its note-ons and rises linearly to 127 over
+    ``settings.attack_s`` (10 ms steps), or until its next note-on.
+
+    Returns:
+        (sample, channel, value) sorted by sample; value in 0..127.
+    """
+    if settings.attack_s <= 0:
+        return []
+    rate = settings.sample_rate
+    step = max(int(round(_BEND_STEP_S * rate)), 1)
+    length = max(int(round(settings.attack_s * rate)), 1)
+    floor = float(np.clip(settings.attack_floor, 0.0, 1.0))
+    out = []
+    for channel in sorted(programs):
+        if programs[channel] not in VIBRATO_PROGRAMS:
+            continue
+        onsets = sorted({int(round(on * rate)) for on, _, c, *_ in events if c == channel})
+        for index, start in enumerate(onsets):
+            following = onsets[index + 1] if index + 1 < len(onsets) else None
+            stop = start + length if following is None else min(start + length, following)
+            for sample in range(start, stop, step):
+                value = int(round(127 * (floor + (1.0 - floor) * (sample - start) / length)))
+                out.append((sample, channel, min(value, 127)))
+            if stop != following:            # a swell cut short hands over to the next one
+                out.append((stop, channel, 127))
+    return sorted(out)
 
 
 def vibrato_bends(
@@ -303,6 +385,8 @@ class Renderer:
             timeline.append((int(round(offset * rate)), _NOTE_OFF, channel, pitch, 0))
         for sample, channel, bend in vibrato_bends(events, programs, settings):
             timeline.append((sample, _BEND, channel, bend, 0))
+        for sample, channel, value in attack_swells(events, programs, settings):
+            timeline.append((sample, _EXPRESSION, channel, value, 0))
         timeline.sort()
         out = np.zeros((2, n_total), dtype=np.float32)
         position = 0
@@ -313,8 +397,10 @@ class Renderer:
                 synth.noteon(channel, value, velocity)
             elif kind == _NOTE_OFF:
                 synth.noteoff(channel, value)
-            else:
+            elif kind == _BEND:
                 synth.pitch_bend(channel, value)
+            else:
+                synth.cc(channel, _CC_EXPRESSION, value)
         for channel in programs:
             synth.cc(channel, _CC_ALL_NOTES_OFF, 0)
         self._write(synth, out, position, n_total)

@@ -34,7 +34,8 @@ from amtcli.datasets import sources as src
 from amtcli.datasets.musicnet import write_musicnet_labels
 from amtcli.datasets.performance import ENSEMBLES, PerformanceStyle, assign_instruments, crop_score, perform
 from amtcli.datasets.recipe_files import DEFAULT_RECIPE, bundled_recipes, resolve_recipe  # noqa: F401
-from amtcli.datasets.render import Renderer, VibratoStyle, check_soundfont, random_settings, with_vibrato
+from amtcli.datasets.render import (AttackStyle, Renderer, VibratoStyle, check_soundfont, random_settings,
+                                    with_slow_attacks, with_vibrato)
 from amtcli.errors import AmtError, ConfigError, DataError
 from amtcli.instruments import program_name
 
@@ -100,6 +101,8 @@ class Recipe:
         vibrato: vibrato of the sustained instruments (``[vibrato]``), applied to the
             train and validation renders only: the held-out test split stays as the
             same recipe without vibrato renders it, so scores stay comparable.
+        attack: slow attacks of the sustained instruments (``[attack]``), train and
+            validation renders only, like vibrato.
     """
 
     hours: float
@@ -113,6 +116,7 @@ class Recipe:
     style: PerformanceStyle
     sources: tuple[SourceSpec, ...]
     vibrato: VibratoStyle = VibratoStyle()
+    attack: AttackStyle = AttackStyle()
     text: str = field(default="", repr=False)
 
 
@@ -183,6 +187,10 @@ def _parse_recipe(data: dict, text: str, base: Path) -> Recipe:
     if unknown:
         raise ValueError(f"unknown [vibrato] keys: {', '.join(sorted(unknown))}")
     vibrato = VibratoStyle(**data.get("vibrato", {}))
+    unknown = set(data.get("attack", {})) - {f.name for f in fields(AttackStyle)}
+    if unknown:
+        raise ValueError(f"unknown [attack] keys: {', '.join(sorted(unknown))}")
+    attack = AttackStyle(**data.get("attack", {}))
     sources = tuple(_parse_source(entry, base) for entry in data.get("sources", []))
     if not sources:
         raise ValueError("no [[sources]]")
@@ -201,6 +209,7 @@ def _parse_recipe(data: dict, text: str, base: Path) -> Recipe:
         style=style,
         sources=sources,
         vibrato=vibrato,
+        attack=attack,
         text=text,
     )
     if recipe.hours <= 0 or not 8000 <= recipe.sample_rate <= 96000 or recipe.tail_s < 0:
@@ -467,6 +476,7 @@ class _Job:
     style: PerformanceStyle
     cache_dir: str
     vibrato: VibratoStyle = VibratoStyle()
+    attack: AttackStyle = AttackStyle()
 
 
 _RENDERER: Renderer | None = None
@@ -518,6 +528,7 @@ def render_item(job: _Job) -> dict:
     settings = random_settings(item.soundfont, job.sample_rate, job.tail_s, 16, rng)
     if item.split != "test":
         settings = with_vibrato(settings, job.vibrato, rng)
+        settings = with_slow_attacks(settings, job.attack, rng)
     events = [
         (n.onset_s, n.offset_s, c, n.pitch, n.velocity)
         for n, c in zip(performance.notes, performance.channels)
@@ -621,7 +632,8 @@ def render_plan(
     progress(report.skipped)
     todo.sort(key=lambda i: (i.soundfont, i.item_id))
     job_list = [
-        _Job(i, str(out_dir), recipe.sample_rate, recipe.tail_s, recipe.style, str(cache_dir), recipe.vibrato) for i in todo
+        _Job(i, str(out_dir), recipe.sample_rate, recipe.tail_s, recipe.style, str(cache_dir), recipe.vibrato,
+             recipe.attack) for i in todo
     ]
 
     def handle(result: tuple[str, dict | None, str]) -> None:
@@ -675,7 +687,7 @@ Rendered by `amtcli data synth` (seed {seed}) from symbolic music with FluidSynt
 - Test soundfont (held out, never used for train/validation): {', '.join(Path(f).name for f in recipe.test_soundfonts)}.
 - Performance: drifting tempo (+-{recipe.style.tempo_drift:.0%}), phrase dynamics, onset jitter
   ({recipe.style.onset_jitter_s * 1000:.0f} ms), duration jitter, legato/staccato phrases; reverb,
-  chorus, channel volumes and level randomized per recording.{_vibrato_line(recipe.vibrato)}
+  chorus, channel volumes and level randomized per recording.{_vibrato_line(recipe.vibrato)}{_attack_line(recipe.attack)}
 - Sources skipped because they could not be read: {len(report.skipped_sources)}.
 - Recordings that failed to render: {len(report.failed)}.
 
@@ -704,6 +716,14 @@ def _vibrato_line(style: VibratoStyle) -> str:
     return (f"\n- Vibrato on sustained instruments in {style.prob:.0%} of the train and validation"
             f" recordings ({style.cents[0]:.0f}-{style.cents[1]:.0f} cents,"
             f" {style.rate_hz[0]:.1f}-{style.rate_hz[1]:.1f} Hz); none in the test split.")
+
+
+def _attack_line(style: AttackStyle) -> str:
+    if style.prob <= 0:
+        return ""
+    return (f"\n- Slow attacks on sustained instruments in {style.prob:.0%} of the train and validation"
+            f" recordings (expression swells from {style.floor[0]:.0%}-{style.floor[1]:.0%} over"
+            f" {style.attack_s[0] * 1000:.0f}-{style.attack_s[1] * 1000:.0f} ms); none in the test split.")
 
 
 def _recordings_table(out_dir: Path) -> str:
