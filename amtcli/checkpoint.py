@@ -251,8 +251,12 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
         raise ModelError(f"{weights}: weights do not match the config ({first})") from None
     try:
         decode = DecodeOptions(**payload.get("decode", {}))
-    except TypeError as exc:
+    except (TypeError, ConfigError) as exc:
         raise ModelError(f"{folder / CONFIG_FILE}: bad 'decode' section ({exc})") from None
+    if (decode.confirm_threshold > 0 or decode.end_threshold > 0) and not (
+            hasattr(module, "frame_activity") and hasattr(module, "frame_head")):
+        raise ModelError(f"{folder / CONFIG_FILE}: confirm_threshold and end_threshold need a seq2seq model "
+                         "with a frame-activity head; set them to 0 in the 'decode' section")
     windowing = payload.get("windowing", {})
     try:
         window_s, hop_s = float(windowing.get("window_s", 10.0)), float(windowing.get("hop_s", 5.0))

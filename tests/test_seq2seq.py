@@ -6,7 +6,7 @@ from amtcli.audio import Audio
 from amtcli.checkpoint import get_family, load_checkpoint, save_checkpoint
 from amtcli.decoding.tokens import (EOS, NOTE_OFF_BASE, PAD, SHIFT_BASE, VOCAB_SIZE, Detokenizer, confirm_note_ons,
                                     encode_window, end_notes_by_activity)
-from amtcli.errors import ConfigError
+from amtcli.errors import ConfigError, ModelError
 from amtcli.families.seq2seq import (Seq2SeqConfig, Seq2SeqTranscriber, guided_attention_loss, is_looping,
                                      token_positions)
 from amtcli.inference import transcribe
@@ -380,7 +380,15 @@ def test_confirm_note_ons_drops_unheard_pitches_with_their_note_offs():
     shift_1s, shift_100ms = SHIFT_BASE + 99, SHIFT_BASE + 9
     tokens = [shift_1s, 40, 10, 12, shift_100ms, NOTE_OFF_BASE + 10, NOTE_OFF_BASE + 40, NOTE_OFF_BASE + 12, 10, EOS]
     kept, dropped = confirm_note_ons(tokens, activity, 0.5, 50.0)
-    assert kept == [shift_1s, 40, 12, shift_100ms, NOTE_OFF_BASE + 40, NOTE_OFF_BASE + 12, EOS] and dropped == 2
+    # key 10 was not mentioned before its NOTE_ON, so its NOTE_OFF may end a carried note and stays
+    assert kept == [shift_1s, 40, 12, shift_100ms, NOTE_OFF_BASE + 10, NOTE_OFF_BASE + 40, NOTE_OFF_BASE + 12,
+                    EOS] and dropped == 2
+    # a dropped re-attack of a sounding key keeps the NOTE_OFF that ends the kept note ...
+    reattack = [shift_1s, 40, shift_1s, 40, SHIFT_BASE + 49, NOTE_OFF_BASE + 40, EOS]
+    assert confirm_note_ons(reattack, activity, 0.5, 50.0) == (reattack[:3] + reattack[4:], 1)
+    # ... while a dropped note of a key that is silent again loses its NOTE_OFF
+    again = [shift_1s, 40, shift_100ms, NOTE_OFF_BASE + 40, shift_1s, 40, shift_100ms, NOTE_OFF_BASE + 40, EOS]
+    assert confirm_note_ons(again, activity, 0.5, 50.0) == (again[:5] + [shift_100ms, EOS], 1)
     assert confirm_note_ons(tokens, activity, 0.0, 50.0) == (tokens, 0)
     assert confirm_note_ons(tokens, activity, 0.95, 50.0)[1] == 4
     # a NOTE_OFF of a key whose NOTE_ON was kept (or that rings from before the window) stays
@@ -412,6 +420,33 @@ def test_decode_windows_confirms_note_ons_with_the_frame_head():
         Seq2SeqTranscriber(SMALL).decode_windows(audio, confirm_threshold=0.5)
 
 
+def test_transcription_counts_unconfirmed_note_ons_and_checkpoints_check_the_rules(tmp_path):
+    torch.manual_seed(0)
+    config = Seq2SeqConfig(**{**SMALL.__dict__, "frame_loss_weight": 1.0})
+    model = Seq2SeqTranscriber(config).eval()
+    with torch.no_grad():
+        model.out[-1].bias[40] += 50.0         # NOTE_ON(61) until the decoder loops
+        model.frame_head.weight.zero_()
+        model.frame_head.bias.fill_(-10.0)     # that the frame head never hears
+    save_checkpoint(tmp_path / "ck", "seq2seq", config.to_dict(), model)
+    loaded = load_checkpoint(tmp_path / "ck")
+    audio = Audio(np.random.default_rng(0).normal(0, 0.1, 16000 * 3).astype(np.float32), 16000)
+    plain = transcribe(loaded, audio, DecodeOptions(token_grammar=False))
+    ruled = transcribe(loaded, audio, DecodeOptions(token_grammar=False, confirm_threshold=0.5))
+    assert plain.notes and plain.stats["unconfirmed_note_ons"] == 0
+    assert not ruled.notes and ruled.stats["unconfirmed_note_ons"] >= len(plain.notes)
+    import json
+
+    for folder, cfg in (("no-head", SMALL), ("head", config)):
+        save_checkpoint(tmp_path / folder, "seq2seq", cfg.to_dict(), Seq2SeqTranscriber(cfg))
+        path = tmp_path / folder / "config.json"
+        payload = json.loads(path.read_text())
+        payload["decode"] = {"confirm_threshold": 0.3 if folder == "no-head" else 1.5}
+        path.write_text(json.dumps(payload))
+        with pytest.raises(ModelError, match="config.json"):
+            load_checkpoint(tmp_path / folder)
+
+
 def test_end_notes_by_activity_ends_notes_where_the_frame_head_stops():
     activity = np.zeros((250, 88))             # 50 positions per second, 5 s
     activity[50:60, 40] = 0.9                  # key 40 sounds from 1.0 s to 1.2 s
@@ -422,8 +457,17 @@ def test_end_notes_by_activity_ends_notes_where_the_frame_head_stops():
     rewritten = end_notes_by_activity(tokens, activity, 0.5, 50.0)
     notes = Detokenizer().push(rewritten, 0.0, 0.0, 5.0) + Detokenizer().push(tokens, 0.0, 0.0, 5.0)
     assert [(n.pitch, round(n.onset_s, 2), round(n.offset_s, 2)) for n in notes[:3]] == [(28, 1.0, 1.06), (61, 1.0, 1.2), (26, 1.0, 2.5)]
-    assert rewritten == [SHIFT_BASE + 99, 5, 7, 40, SHIFT_BASE + 5, NOTE_OFF_BASE + 7, SHIFT_BASE + 13,
+    assert rewritten == [SHIFT_BASE + 99, 40, 5, 7, SHIFT_BASE + 5, NOTE_OFF_BASE + 7, SHIFT_BASE + 13,
                          NOTE_OFF_BASE + 40, SHIFT_BASE + 99, SHIFT_BASE + 29, NOTE_OFF_BASE + 5]
+    # events at one instant keep their order: a zero-length NOTE_ON / NOTE_OFF pair stays closed
+    pair = [SHIFT_BASE + 99, 30, NOTE_OFF_BASE + 30, 40, EOS]
+    rewritten_pair = end_notes_by_activity(pair, activity, 0.5, 50.0)
+    assert rewritten_pair[:4] == pair[:4] and NOTE_OFF_BASE + 40 in rewritten_pair
+    assert end_notes_by_activity(pair[:3] + [EOS], activity, 0.5, 50.0) == pair[:3] + [EOS]   # nothing to end
+    # a key sounding from the window's start (carried in) ends where its activity falls
+    carried = np.zeros((250, 88))
+    carried[:25, 20] = 0.9
+    assert end_notes_by_activity([SHIFT_BASE + 99, EOS], carried, 0.5, 50.0) == [SHIFT_BASE + 49, NOTE_OFF_BASE + 20]
     assert end_notes_by_activity(tokens, activity, 0.0, 50.0) == tokens
     # a re-attack before the activity falls ends the first note; the second ends at 1.2 s
     reattack = [SHIFT_BASE + 99, 40, SHIFT_BASE + 9, 40, EOS]

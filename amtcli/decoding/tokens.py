@@ -96,6 +96,16 @@ def snap_steps(steps: list[int], snap: int) -> list[int]:
     return snapped
 
 
+def _position_floor(seconds: float, positions_per_s: float) -> int:
+    """Index of the activity position at or before ``seconds`` (float noise tolerated)."""
+    return int(math.floor(seconds * positions_per_s + 1e-6))
+
+
+def _position_ceil(seconds: float, positions_per_s: float) -> int:
+    """Index of the first activity position at or after ``seconds`` (float noise tolerated)."""
+    return int(math.ceil(seconds * positions_per_s - 1e-6))
+
+
 def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_per_s: float,
                      before_s: float = 0.04, after_s: float = 0.06) -> tuple[list[int], int]:
     """Drop the NOTE_ONs that the frame activity does not confirm.
@@ -104,18 +114,23 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
         tokens: one window's token ids (time starts at the window's start).
         activity: (n_positions, 88) array, probability that each key sounds at each
             position of the window (``positions_per_s`` per second).
-        threshold: a NOTE_ON(p) at time t is kept if key p reaches ``threshold``
-            somewhere in [t - before_s, t + after_s]; 0 keeps every NOTE_ON.
+        threshold: a NOTE_ON(p) at time t is kept if key p reaches ``threshold`` at a
+            position within [t - before_s, t + after_s]; 0 keeps every NOTE_ON.
 
     Returns:
-        (tokens without the unconfirmed NOTE_ONs and the NOTE_OFFs that would have ended
-        them, number of NOTE_ONs dropped). Time shifts and every other token stay.
+        (tokens without the unconfirmed NOTE_ONs, number of NOTE_ONs dropped). The
+        NOTE_OFF that would have ended a dropped note goes too, unless it may end another
+        note of that key: one kept in this window and still sounding (the dropped NOTE_ON
+        was a re-attack of it), or one carried in from the previous window (the key was
+        not mentioned earlier in the window). Time shifts and other tokens stay.
     """
     if threshold <= 0:
         return list(tokens), 0
     n_positions = activity.shape[0]
     kept: list[int] = []
-    unconfirmed: set[int] = set()     # keys whose last NOTE_ON was dropped
+    unconfirmed: set[int] = set()     # keys whose NOTE_OFF would end a dropped note only
+    sounding: set[int] = set()        # keys turned on by a kept NOTE_ON and not yet off
+    mentioned: set[int] = set()       # keys with a NOTE_ON or NOTE_OFF earlier in the window
     dropped = 0
     step = 0
     for token in tokens:
@@ -126,15 +141,22 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
         elif kind == "on":
             key = token - NOTE_ON_BASE
             time_s = step * TIME_STEP_S
-            lo = max(0, int(math.floor((time_s - before_s) * positions_per_s)))
-            hi = min(n_positions, int(math.ceil((time_s + after_s) * positions_per_s)) + 1)
-            if lo >= hi or float(activity[lo:hi, key].max()) < threshold:
-                unconfirmed.add(key)
+            lo = max(0, _position_ceil(time_s - before_s, positions_per_s))
+            hi = min(n_positions, _position_floor(time_s + after_s, positions_per_s) + 1)
+            confirmed = lo < hi and float(activity[lo:hi, key].max()) >= threshold
+            if not confirmed:
                 dropped += 1
+                if key in mentioned and key not in sounding:
+                    unconfirmed.add(key)
+                mentioned.add(key)
                 continue
             unconfirmed.discard(key)
+            sounding.add(key)
+            mentioned.add(key)
         elif kind == "off":
             key = token - NOTE_OFF_BASE
+            mentioned.add(key)
+            sounding.discard(key)
             if key in unconfirmed:
                 unconfirmed.discard(key)
                 continue
@@ -153,16 +175,21 @@ def end_notes_by_activity(tokens: list[int], activity, threshold: float, positio
         threshold: each NOTE_ON(p) at time t is ended by a NOTE_OFF(p) at the first
             position from ``t + min_duration_s`` on where key p falls below
             ``threshold``, unless the tokens end or re-attack it before; its own
-            NOTE_OFF, now late, is removed. A note whose key stays above ``threshold``
-            to the window's end keeps its tokens. 0 changes nothing.
+            NOTE_OFF, now late, is removed. A key already at ``threshold`` at the window's
+            start (a note carried in from the previous window) is ended the same way
+            before its first event in the window (the detokenizer counts that NOTE_OFF as
+            invalid if no note of the key is open). A note whose key stays above
+            ``threshold`` to the window's end keeps its tokens. 0 changes nothing.
 
     Returns:
-        The rewritten tokens, events in time order (NOTE_OFFs before NOTE_ONs at one
-        instant) with TIME_SHIFTs between them. Invalid tokens keep their time.
+        The tokens unchanged when no note ends earlier; otherwise the rewritten events in
+        time order (at one instant the added NOTE_OFFs first, then the others in their
+        order) with TIME_SHIFTs between them, without EOS or trailing TIME_SHIFTs. Invalid
+        tokens keep their time.
     """
     if threshold <= 0:
         return list(tokens)
-    events: list[list[int]] = []         # [step, order (0 off, 1 on, 2 other), token]
+    events: list[tuple[int, int, int]] = []   # (step, order: 0 off, 1 on, 2 other; token)
     step = 0
     for token in tokens:
         token = int(token)
@@ -170,42 +197,52 @@ def end_notes_by_activity(tokens: list[int], activity, threshold: float, positio
         if kind == "shift":
             step += token - SHIFT_BASE + 1
         elif kind != "eos":
-            events.append([step, {"off": 0, "on": 1}.get(kind, 2), token])
+            events.append((step, {"off": 0, "on": 1}.get(kind, 2), token))
+        else:
+            break
     n_positions = activity.shape[0]
     following: list[int | None] = [None] * len(events)   # the next event of the same key
-    last_seen: dict[int, int] = {}
+    first_of_key: dict[int, int] = {}
     for index in range(len(events) - 1, -1, -1):
-        step, order, token = events[index]
+        _, order, token = events[index]
         if order < 2:
             key = token - (NOTE_ON_BASE if order == 1 else NOTE_OFF_BASE)
-            following[index] = last_seen.get(key)
-            last_seen[key] = index
+            following[index] = first_of_key.get(key)
+            first_of_key[key] = index
     removed: set[int] = set()
-    added: list[list[int]] = []
-    for index, (on_step, order, token) in enumerate(events):
-        if order != 1:
-            continue
-        key = token - NOTE_ON_BASE
-        later = following[index]
+    added: list[tuple[int, int, int]] = []
+
+    def end_note(key: int, on_step: int, first: int, later: int | None) -> None:
         stop = n_positions if later is None else min(
-            n_positions, int(math.ceil(events[later][0] * TIME_STEP_S * positions_per_s)))
-        first = int(math.ceil((on_step * TIME_STEP_S + min_duration_s) * positions_per_s))
+            n_positions, _position_ceil(events[later][0] * TIME_STEP_S, positions_per_s))
         if first >= stop:
-            continue
+            return
         below = activity[first:stop, key] < threshold
         offset = int(below.argmax())
         if not below[offset]:
-            continue
+            return
         end_step = max(on_step + 1, int(round((first + offset) / positions_per_s / TIME_STEP_S)))
         if later is not None and end_step >= events[later][0]:
-            continue
-        added.append([end_step, 0, NOTE_OFF_BASE + key])
+            return
+        added.append((end_step, key))
         if later is not None and events[later][1] == 0:
             removed.add(later)
-    kept = [event for i, event in enumerate(events) if i not in removed] + added
+
+    for key in range(activity.shape[1]):          # notes carried in from the previous window
+        if activity[0, key] >= threshold:
+            end_note(key, -1, 0, first_of_key.get(key))
+    for index, (on_step, order, token) in enumerate(events):
+        if order == 1:
+            first = _position_ceil(on_step * TIME_STEP_S + min_duration_s, positions_per_s)
+            end_note(token - NOTE_ON_BASE, on_step, first, following[index])
+    if not added:
+        return list(tokens)
+    timeline = sorted([(step, 0, 0, NOTE_OFF_BASE + key) for step, key in added]
+                      + [(step, 1, index, token) for index, (step, _, token) in enumerate(events)
+                         if index not in removed])
     out: list[int] = []
     now = 0
-    for step, _, token in sorted(kept):
+    for step, _, _, token in timeline:
         while step > now:
             shift = min(step - now, MAX_SHIFT_STEPS)
             out.append(SHIFT_BASE + shift - 1)
