@@ -105,6 +105,9 @@ def test_recipe_augment_section_reaches_the_config(tmp_path):
     bad.write_text('family = "cnn"\n[data]\naugment = false\n[augment]\nnoise_prob = 0.5\n')  # would be ignored
     result = CliRunner().invoke(app, ["train", "--recipe", str(bad)])
     assert result.exit_code == 2 and "no effect" in result.output and "Traceback" not in result.output
+    bad.write_text('family = "cnn"\ndata = 3\n')
+    result = CliRunner().invoke(app, ["train", "--recipe", str(bad)])
+    assert result.exit_code == 2 and "must be a table" in result.output and "Traceback" not in result.output
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),

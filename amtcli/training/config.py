@@ -141,6 +141,8 @@ class TrainConfig:
 
 
 def _section(cls, data: dict, name: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe [{name}] must be a table of keys, got {data!r}")
     known = {f.name for f in fields(cls)}
     unknown = set(data) - known
     if unknown:
@@ -161,10 +163,13 @@ def load_recipe(path: str | Path, overrides: dict[str, dict] | None = None) -> T
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: invalid recipe ({exc})") from None
     for section, values in (overrides or {}).items():
-        raw.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+        if not isinstance(raw.setdefault(section, {}), dict):
+            raise ConfigError(f"{path}: recipe [{section}] must be a table of keys, got {raw[section]!r}")
+        raw[section].update({k: v for k, v in values.items() if v is not None})
     if "family" not in raw:
         raise ConfigError(f"{path}: recipe needs a top-level 'family'")
-    if raw.get("augment") and raw.get("data", {}).get("augment") is False:
+    data = raw.get("data", {})
+    if raw.get("augment") and isinstance(data, dict) and not data.get("augment", True):
         raise ConfigError(f"{path}: the [augment] section has no effect with [data] augment = false; "
                           "remove the section or set augment = true")
     return TrainConfig(
