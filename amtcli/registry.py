@@ -150,11 +150,11 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         repo_id=None,
         revision=None,
         files=(
-            ModelFile('config.json', sha256='dbaea45d43b23a2a087842f5c3722841074fc7b411c2da284433204b18ca942b', size=829),
-            ModelFile('model.safetensors', sha256='9786fd6c63567c7261a8aad4ff5c24be6b53fcd1f31088269a2c727d98510f9c', size=2580384),
-            ModelFile('README.md', sha256='a78572ccd051ddc6e07c25d603c7fd599a083044c17bf527688115aa4f6f436b', size=6723),
+            ModelFile('config.json', sha256='9d1b8bf872131dd8d8058864f97b7937fb65191c29e61043336a651b881c860d', size=829),
+            ModelFile('model.safetensors', sha256='c2bd5f1fc1106fbbf85117559084501abdb924bb20b858ae145af00d915500c1', size=2580384),
+            ModelFile('README.md', sha256='8fd8c902ef45b4b2b05b998aa65b3ef3ea09b5ac4b52c98bf8bab520d9952575', size=8010),
         ),
-        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.651, 'note-onset F1, realdev (Bach10, mean)': 0.592, 'frame F1, realdev': 0.868},
+        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.655, 'note-onset F1, realdev (Bach10, mean)': 0.621, 'frame F1, realdev': 0.871},
     ),
     ModelEntry(
         name='ctc',
@@ -176,11 +176,11 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         repo_id=None,
         revision=None,
         files=(
-            ModelFile('config.json', sha256='cfe946a92cc6cd18394b9cecf1893e406b8ef84a1c47e2998aac0665b849adfd', size=1282),
+            ModelFile('config.json', sha256='c05373cfb2e49d57ab961d65c9c1813a5b265f3aca45a73d9a958cffab8883dd', size=1282),
             ModelFile('model.safetensors', sha256='d7de8e516d93a5eb5b6f5a7115fab33f65bd5cc1eaa69ea6fd9f983f26ed25c4', size=3222348),
-            ModelFile('README.md', sha256='9b57083fffead7744f39385fc9cd90eebf2eab5b9feeed313e35ea279d05ee88', size=9544),
+            ModelFile('README.md', sha256='2165f39237076e9d6f63dcd5490ea9a2245b694d45a00027e9a7b389d516eaee', size=9794),
         ),
-        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.51, 'note-onset F1, realdev (Bach10, mean)': 0.386, 'frame F1, realdev': 0.556, 'token F1, synthetic test': 0.62},
+        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.51, 'note-onset F1, realdev (Bach10, mean)': 0.386, 'frame F1, realdev': 0.562, 'token F1, synthetic test': 0.621},
     ),
 )
 

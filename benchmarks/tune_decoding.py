@@ -5,7 +5,7 @@ note-start rule ("onset" or "frame"), onset threshold, frame threshold, minimum
 note duration, gap filling and re-onset rise (the last two act in frame-only
 decoding) and blank offset (CTC models), and prints mean note-onset F1 (and note-with-offset and frame F1) per
 combination. For seq2seq models, which decode tokens and not posteriors, it runs the
-whole decoder once per choice of --token-grammar, --confirm and --end instead. With --write, stores the
+whole decoder once per choice of --token-grammar, --confirm, --end and --beam instead. With --write, stores the
 combination with the best onset F1 (seq2seq ties, such as --end values, which move only
 offsets, go to the better note-with-offset F1, then frame F1) in the checkpoint's
 config.json ("decode"), which
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--token-grammar", default="on,off", help="seq2seq models: decode with / without the grammar")
     parser.add_argument("--confirm", default="0", help="seq2seq models: confirm_threshold values (0: off)")
     parser.add_argument("--end", default="0", help="seq2seq models: end_threshold values (0: off)")
+    parser.add_argument("--beam", default="1", help="seq2seq models: beam widths (1: greedy)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write", action="store_true", help="store the best pair in config.json")
     args = parser.parse_args()
@@ -57,17 +58,20 @@ def main() -> None:
     recordings = load_recordings(split_pairs(args.dataset, args.split), model.features, args.max_s)
     if getattr(model.module, "OUTPUT", "frames") == "tokens":
         rows = []
-        for grammar, confirm, end in itertools.product(args.token_grammar.split(","), map(float, args.confirm.split(",")),
-                                                       map(float, args.end.split(","))):
-            options = DecodeOptions(token_grammar=grammar == "on", confirm_threshold=confirm, end_threshold=end)
+        for grammar, confirm, end, beam in itertools.product(args.token_grammar.split(","), map(float, args.confirm.split(",")),
+                                                             map(float, args.end.split(",")), map(int, args.beam.split(","))):
+            options = DecodeOptions(token_grammar=grammar == "on", confirm_threshold=confirm, end_threshold=end,
+                                    beam_width=beam)
             decoded = [list(transcribe(model, Audio(r.samples, model.features.sample_rate), options).notes)
                        for r in recordings]
             mean = mean_result([evaluate_notes(list(r.notes), notes, name=r.name)
                                 for r, notes in zip(recordings, decoded)])
             n_est, n_ref = sum(map(len, decoded)), sum(len(r.notes) for r in recordings)
-            rows.append(({"token_grammar": options.token_grammar, "confirm_threshold": confirm, "end_threshold": end},
-                         mean.note_onset.f1, mean.note_offset.f1, mean.frame.f1))
-            print(f"token grammar {grammar:3s} confirm {confirm:.2f} end {end:.2f}: length ratio {n_est / max(n_ref, 1):.3f} "
+            chosen = {"token_grammar": options.token_grammar, "confirm_threshold": confirm, "end_threshold": end}
+            if beam > 1:
+                chosen["beam_width"] = beam
+            rows.append((chosen, mean.note_onset.f1, mean.note_offset.f1, mean.frame.f1))
+            print(f"token grammar {grammar:3s} confirm {confirm:.2f} end {end:.2f} beam {beam}: length ratio {n_est / max(n_ref, 1):.3f} "
                   f"note-onset F1 {mean.note_onset.f1:.4f} note-offset F1 {mean.note_offset.f1:.4f} "
                   f"frame F1 {mean.frame.f1:.4f}", flush=True)
         chosen, best_f1 = max(rows, key=lambda row: row[1:])[:2]   # ties: note-with-offset, then frame F1
