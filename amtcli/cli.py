@@ -79,7 +79,7 @@ def transcribe(
     frame_threshold: Optional[float] = typer.Option(
         None, help="Frame probability that keeps a note sounding (default: tuned per model)."),
     beam_width: Optional[int] = typer.Option(
-        None, "--beam-width", help="CTC models: prefix beam search width (1 = greedy best path)."),
+        None, "--beam-width", help="CTC and seq2seq models: beam width (1 = greedy; default from the checkpoint)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Files decoded and resampled ahead in background threads."),
     attention_png: Optional[Path] = typer.Option(
         None, "--attention-png", help="Seq2seq models: write each window's attention map into this folder."),

@@ -176,11 +176,11 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         repo_id=None,
         revision=None,
         files=(
-            ModelFile('config.json', sha256='c05373cfb2e49d57ab961d65c9c1813a5b265f3aca45a73d9a958cffab8883dd', size=1282),
+            ModelFile('config.json', sha256='bdf01591beea866148ee5bec64f112ceea2ffe29859966f48a20f62798974846', size=1290),
             ModelFile('model.safetensors', sha256='d7de8e516d93a5eb5b6f5a7115fab33f65bd5cc1eaa69ea6fd9f983f26ed25c4', size=3222348),
-            ModelFile('README.md', sha256='2165f39237076e9d6f63dcd5490ea9a2245b694d45a00027e9a7b389d516eaee', size=9794),
+            ModelFile('README.md', sha256='9e6c03bb3d4de83bb86b12f4c24d69cc9c660808752c92bbea9018e200f53a79', size=10883),
         ),
-        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.51, 'note-onset F1, realdev (Bach10, mean)': 0.386, 'frame F1, realdev': 0.562, 'token F1, synthetic test': 0.621},
+        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.565, 'note-onset F1, realdev (Bach10, mean)': 0.407, 'frame F1, realdev': 0.591, 'token F1, synthetic test': 0.654},
     ),
 )
 
