@@ -137,11 +137,11 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         repo_id=None,
         revision=None,
         files=(
-            ModelFile('config.json', sha256='af92fc9267225ac89e6be7a45f71dee08b1058910f8dff250a219f04cd75a519', size=967),
-            ModelFile('model.safetensors', sha256='60982ad80d7d2ec9d6bc54cf2569df6044c90fb622f62c14388ed620b9deff4b', size=2764952),
-            ModelFile('README.md', sha256='4c4ddfdbe866ab343c242c4639c34d99001b74837dfb16fbe9c6043ed83c239c', size=7512),
+            ModelFile('config.json', sha256='041931efc2144aa30d25f935e233ec31187f2d15d397d76fccc4c1929a024e4e', size=967),
+            ModelFile('model.safetensors', sha256='421b85886b7d22039562160f10f1abe1b05fdd69f3eab47c75b0d441f901c5f5', size=2764952),
+            ModelFile('README.md', sha256='8ccc52314a2d9ab99b9512f37601e544e29e62776945d42a2e81c8cc3db31584', size=8431),
         ),
-        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.712, 'note-onset F1, realdev (Bach10, mean)': 0.663, 'frame F1, realdev': 0.86},
+        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.722, 'note-onset F1, realdev (Bach10, mean)': 0.666, 'frame F1, realdev': 0.863},
     ),
     ModelEntry(
         name='onf',
@@ -152,7 +152,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='9d1b8bf872131dd8d8058864f97b7937fb65191c29e61043336a651b881c860d', size=829),
             ModelFile('model.safetensors', sha256='c2bd5f1fc1106fbbf85117559084501abdb924bb20b858ae145af00d915500c1', size=2580384),
-            ModelFile('README.md', sha256='8fd8c902ef45b4b2b05b998aa65b3ef3ea09b5ac4b52c98bf8bab520d9952575', size=8010),
+            ModelFile('README.md', sha256='3e7ca80a7263f66d8fd5e956b67be2dec42c443af36f3debac60501751fc39f7', size=8010),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.655, 'note-onset F1, realdev (Bach10, mean)': 0.621, 'frame F1, realdev': 0.871},
     ),
@@ -178,7 +178,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='bdf01591beea866148ee5bec64f112ceea2ffe29859966f48a20f62798974846', size=1290),
             ModelFile('model.safetensors', sha256='d7de8e516d93a5eb5b6f5a7115fab33f65bd5cc1eaa69ea6fd9f983f26ed25c4', size=3222348),
-            ModelFile('README.md', sha256='9e6c03bb3d4de83bb86b12f4c24d69cc9c660808752c92bbea9018e200f53a79', size=10883),
+            ModelFile('README.md', sha256='99ab551e3d920f4e59bc38ad60d2fce4e6f29928955ee42ed1dc726d4dde68a6', size=10883),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.565, 'note-onset F1, realdev (Bach10, mean)': 0.407, 'frame F1, realdev': 0.591, 'token F1, synthetic test': 0.654},
     ),
