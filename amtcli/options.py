@@ -125,7 +125,8 @@ class DecodeOptions:
             (Onsets-and-Frames rule); "frame" starts them where the frame probability
             rises and uses the onset head only to re-attack a held note.
         beam_width: CTC models: 1 decodes the best path (greedy), more runs a prefix
-            beam search with that many prefixes.
+            beam search with that many prefixes; seq2seq models: 1 decodes greedily,
+            more runs a beam search over tokens with that many beams per window.
         blank_offset: CTC models: subtracted from the blank's log-probability before
             decoding (> 0 emits more tokens; tuned on validation for length ratio ~1).
         token_grammar: seq2seq models: decode under
