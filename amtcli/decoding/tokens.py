@@ -43,6 +43,33 @@ def token_kind(token: int) -> str:
     return {EOS: "eos", PAD: "pad", SOS: "sos"}.get(token, "invalid")
 
 
+def timed_tokens(tokens: list[int]):
+    """Yield (step, kind, token) for each token: ``kind`` from :func:`token_kind`, ``step``
+    the time in 10 ms steps from the window's start once the token is read (a TIME_SHIFT
+    moves it)."""
+    step = 0
+    for token in tokens:
+        token = int(token)
+        kind = token_kind(token)
+        if kind == "shift":
+            step += token - SHIFT_BASE + 1
+        yield step, kind, token
+
+
+def with_time_shifts(events) -> list[int]:
+    """(step, token) pairs in time order -> tokens with TIME_SHIFTs (at most 1 s each)
+    moving time from 0 to each event's step."""
+    tokens: list[int] = []
+    now = 0
+    for step, token in events:
+        while step > now:
+            shift = min(step - now, MAX_SHIFT_STEPS)
+            tokens.append(SHIFT_BASE + shift - 1)
+            now += shift
+        tokens.append(token)
+    return tokens
+
+
 def encode_window(notes: list[Note], start_s: float, duration_s: float, snap_s: float = 0.0) -> list[int]:
     """Tokens (ending in EOS) for the events of ``notes`` inside [start_s, start_s + duration_s).
 
@@ -72,16 +99,7 @@ def encode_window(notes: list[Note], start_s: float, duration_s: float, snap_s: 
             events.append((on, 1, NOTE_ON_BASE + key))
         if 0 <= off < n_steps and off > on:
             events.append((max(off, 0), 0, NOTE_OFF_BASE + key))
-    tokens: list[int] = []
-    now = 0
-    for step, _, token in sorted(events):
-        while step > now:
-            shift = min(step - now, MAX_SHIFT_STEPS)
-            tokens.append(SHIFT_BASE + shift - 1)
-            now += shift
-        tokens.append(token)
-    tokens.append(EOS)
-    return tokens
+    return with_time_shifts((step, token) for step, _, token in sorted(events)) + [EOS]
 
 
 def snap_steps(steps: list[int], snap: int) -> list[int]:
@@ -132,13 +150,8 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
     sounding: set[int] = set()        # keys turned on by a kept NOTE_ON and not yet off
     mentioned: set[int] = set()       # keys with a NOTE_ON or NOTE_OFF earlier in the window
     dropped = 0
-    step = 0
-    for token in tokens:
-        token = int(token)
-        kind = token_kind(token)
-        if kind == "shift":
-            step += token - SHIFT_BASE + 1
-        elif kind == "on":
+    for step, kind, token in timed_tokens(tokens):
+        if kind == "on":
             key = token - NOTE_ON_BASE
             time_s = step * TIME_STEP_S
             lo = max(0, _position_ceil(time_s - before_s, positions_per_s))
@@ -190,16 +203,11 @@ def end_notes_by_activity(tokens: list[int], activity, threshold: float, positio
     if threshold <= 0:
         return list(tokens)
     events: list[tuple[int, int, int]] = []   # (step, order: 0 off, 1 on, 2 other; token)
-    step = 0
-    for token in tokens:
-        token = int(token)
-        kind = token_kind(token)
-        if kind == "shift":
-            step += token - SHIFT_BASE + 1
-        elif kind != "eos":
-            events.append((step, {"off": 0, "on": 1}.get(kind, 2), token))
-        else:
+    for step, kind, token in timed_tokens(tokens):
+        if kind == "eos":
             break
+        if kind != "shift":
+            events.append((step, {"off": 0, "on": 1}.get(kind, 2), token))
     n_positions = activity.shape[0]
     following: list[int | None] = [None] * len(events)   # the next event of the same key
     first_of_key: dict[int, int] = {}
@@ -240,15 +248,7 @@ def end_notes_by_activity(tokens: list[int], activity, threshold: float, positio
     timeline = sorted([(step, 0, 0, NOTE_OFF_BASE + key) for step, key in added]
                       + [(step, 1, index, token) for index, (step, _, token) in enumerate(events)
                          if index not in removed])
-    out: list[int] = []
-    now = 0
-    for step, _, _, token in timeline:
-        while step > now:
-            shift = min(step - now, MAX_SHIFT_STEPS)
-            out.append(SHIFT_BASE + shift - 1)
-            now += shift
-        out.append(token)
-    return out
+    return with_time_shifts((step, token) for step, _, _, token in timeline)
 
 
 @dataclass
@@ -291,15 +291,11 @@ class Detokenizer:
     def push(self, tokens: list[int], start_s: float, own_start_s: float, own_end_s: float,
              velocities: list[int] | None = None) -> list[Note]:
         """Consume one window's tokens; return the notes that ended in it."""
-        step = 0
-        for index, token in enumerate(tokens):
-            token = int(token)
-            kind = token_kind(token)
+        for index, (step, kind, token) in enumerate(timed_tokens(tokens)):
             if kind == "eos":
                 break
             self.stats.tokens += 1
             if kind == "shift":
-                step += token - SHIFT_BASE + 1
                 continue
             if kind not in ("on", "off"):
                 self.stats.invalid += 1
