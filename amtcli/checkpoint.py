@@ -257,6 +257,10 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
             hasattr(module, "frame_activity") and hasattr(module, "frame_head")):
         raise ModelError(f"{folder / CONFIG_FILE}: confirm_threshold and end_threshold need a seq2seq model "
                          "with a frame-activity head; set them to 0 in the 'decode' section")
+    if decode.onset_confirm_threshold > 0 and not (hasattr(module, "onset_activity")
+                                                   and hasattr(module, "onset_head")):
+        raise ModelError(f"{folder / CONFIG_FILE}: onset_confirm_threshold needs a seq2seq model with an "
+                         "onset-activity head; set it to 0 in the 'decode' section")
     windowing = payload.get("windowing", {})
     try:
         window_s, hop_s = float(windowing.get("window_s", 10.0)), float(windowing.get("hop_s", 5.0))

@@ -78,7 +78,8 @@ def run_windows(model: LoadedModel, windows: list[np.ndarray], options: DecodeOp
     tensor = torch.from_numpy(np.stack(windows)).to(model.device)
     if output_kind(model) == "tokens":
         return model.module.decode_windows(tensor, options.beam_width, options.token_grammar,
-                                           options.confirm_threshold, options.end_threshold)
+                                           options.confirm_threshold, options.end_threshold,
+                                           options.onset_confirm_threshold)
     return model.module.posteriorgram(tensor).float().cpu().numpy()
 
 

@@ -137,6 +137,10 @@ class DecodeOptions:
             before to 60 ms after it (0 keeps every NOTE_ON).
         end_threshold: seq2seq models: end each note where that head's activity for its
             key falls below this, if before its NOTE_OFF (0: notes end at NOTE_OFF).
+        onset_confirm_threshold: seq2seq models: keep a NOTE_ON only if the encoder's
+            onset-activity head also gives its key at least this probability in that
+            span (0: no onset test). That head's peaks are low (a median 0.32 at
+            labelled onsets), so useful values are around 0.1-0.3.
     """
 
     onset_threshold: float = 0.5
@@ -150,9 +154,10 @@ class DecodeOptions:
     token_grammar: bool = True
     confirm_threshold: float = 0.0
     end_threshold: float = 0.0
+    onset_confirm_threshold: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("confirm_threshold", "end_threshold"):
+        for name in ("confirm_threshold", "end_threshold", "onset_confirm_threshold"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.beam_width < 1:

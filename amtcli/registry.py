@@ -178,7 +178,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='bdf01591beea866148ee5bec64f112ceea2ffe29859966f48a20f62798974846', size=1290),
             ModelFile('model.safetensors', sha256='d7de8e516d93a5eb5b6f5a7115fab33f65bd5cc1eaa69ea6fd9f983f26ed25c4', size=3222348),
-            ModelFile('README.md', sha256='9372d3e5cc0a61593d4a5afb1d1d2e911bf55d6b12dd67386652c1251b3c5fe5', size=10958),
+            ModelFile('README.md', sha256='a8c9b979874ad08920db91ed92206157bbe5edf002383ff68bea8d34155a1bbe', size=12184),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.565, 'note-onset F1, realdev (Bach10, mean)': 0.407, 'frame F1, realdev': 0.591, 'token F1, synthetic test': 0.654},
     ),

@@ -110,7 +110,7 @@ def main() -> None:
         sets[f"{args.dataset.name}:{args.split}"] = dataset_items(args.dataset, args.split, args.limit)
     if not sets:
         parser.error("give --realdev and/or --dataset")
-    out = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
+    out = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {args.threads} threads, "
            f"{platform.processor() or 'cpu'}", "results": []}
     for model in args.model or ["cnn"]:
         for title, items in sets.items():

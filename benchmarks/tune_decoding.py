@@ -5,7 +5,7 @@ note-start rule ("onset" or "frame"), onset threshold, frame threshold, minimum
 note duration, gap filling and re-onset rise (the last two act in frame-only
 decoding) and blank offset (CTC models), and prints mean note-onset F1 (and note-with-offset and frame F1) per
 combination. For seq2seq models, which decode tokens and not posteriors, it runs the
-whole decoder once per choice of --token-grammar, --confirm, --end and --beam instead. With --write, stores the
+whole decoder once per choice of --token-grammar, --confirm, --onset-confirm, --end and --beam instead. With --write, stores the
 combination with the best onset F1 (seq2seq ties, such as --end values, which move only
 offsets, go to the better note-with-offset F1, then frame F1) in the checkpoint's
 config.json ("decode"), which
@@ -48,30 +48,43 @@ def main() -> None:
     parser.add_argument("--token-grammar", default="on,off", help="seq2seq models: decode with / without the grammar")
     parser.add_argument("--confirm", default="0", help="seq2seq models: confirm_threshold values (0: off)")
     parser.add_argument("--end", default="0", help="seq2seq models: end_threshold values (0: off)")
+    parser.add_argument("--onset-confirm", default="0",
+                        help="seq2seq models: onset_confirm_threshold values (0: off)")
     parser.add_argument("--beam", default="1", help="seq2seq models: beam widths (1: greedy)")
+    parser.add_argument("--soundfonts", default="",
+                        help="use only the recordings rendered with these soundfonts (comma-separated file "
+                             "names, from the dataset's metadata.csv), e.g. ones the model never trained on")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write", action="store_true", help="store the best pair in config.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     model = load_checkpoint(args.checkpoint)
-    recordings = load_recordings(split_pairs(args.dataset, args.split), model.features, args.max_s)
+    pairs = split_pairs(args.dataset, args.split)
+    if args.soundfonts:
+        pairs = rendered_with(pairs, args.dataset, set(args.soundfonts.split(",")))
+    recordings = load_recordings(pairs, model.features, args.max_s)
     if getattr(model.module, "OUTPUT", "frames") == "tokens":
         rows = []
-        for grammar, confirm, end, beam in itertools.product(args.token_grammar.split(","), map(float, args.confirm.split(",")),
-                                                             map(float, args.end.split(",")), map(int, args.beam.split(","))):
+        for grammar, confirm, onset_confirm, end, beam in itertools.product(
+                args.token_grammar.split(","), map(float, args.confirm.split(",")),
+                map(float, args.onset_confirm.split(",")), map(float, args.end.split(",")),
+                map(int, args.beam.split(","))):
             options = DecodeOptions(token_grammar=grammar == "on", confirm_threshold=confirm, end_threshold=end,
-                                    beam_width=beam)
+                                    onset_confirm_threshold=onset_confirm, beam_width=beam)
             decoded = [list(transcribe(model, Audio(r.samples, model.features.sample_rate), options).notes)
                        for r in recordings]
             mean = mean_result([evaluate_notes(list(r.notes), notes, name=r.name)
                                 for r, notes in zip(recordings, decoded)])
             n_est, n_ref = sum(map(len, decoded)), sum(len(r.notes) for r in recordings)
             chosen = {"token_grammar": options.token_grammar, "confirm_threshold": confirm, "end_threshold": end}
+            if onset_confirm > 0:
+                chosen["onset_confirm_threshold"] = onset_confirm
             if beam > 1:
                 chosen["beam_width"] = beam
             rows.append((chosen, mean.note_onset.f1, mean.note_offset.f1, mean.frame.f1))
-            print(f"token grammar {grammar:3s} confirm {confirm:.2f} end {end:.2f} beam {beam}: length ratio {n_est / max(n_ref, 1):.3f} "
+            print(f"token grammar {grammar:3s} confirm {confirm:.2f} onset confirm {onset_confirm:.2f} end {end:.2f} "
+                  f"beam {beam}: length ratio {n_est / max(n_ref, 1):.3f} "
                   f"note-onset F1 {mean.note_onset.f1:.4f} note-offset F1 {mean.note_offset.f1:.4f} "
                   f"frame F1 {mean.frame.f1:.4f}", flush=True)
         chosen, best_f1 = max(rows, key=lambda row: row[1:])[:2]   # ties: note-with-offset, then frame F1
@@ -113,6 +126,19 @@ def main() -> None:
     report(args, chosen, best_f1, len(recordings))
 
 
+def rendered_with(pairs: list, dataset: Path, soundfonts: set[str]) -> list:
+    """The (audio, labels) pairs whose recording the dataset's metadata.csv lists as
+    rendered with one of ``soundfonts``; exits with a message if there are none."""
+    import csv
+
+    with open(dataset / "metadata.csv", newline="", encoding="utf-8") as handle:
+        chosen = {row["id"] for row in csv.DictReader(handle) if row.get("soundfont") in soundfonts}
+    kept = [pair for pair in pairs if pair[0].stem in chosen]
+    if not kept:
+        raise SystemExit(f"no recordings of that split were rendered with {', '.join(sorted(soundfonts))}")
+    return kept
+
+
 def report(args, chosen: dict, best_f1: float, n_recordings: int) -> None:
     """Print the best decoding and, with --write, store it in the checkpoint's config.json."""
     from amtcli.atomic import atomic_path
@@ -126,6 +152,8 @@ def report(args, chosen: dict, best_f1: float, n_recordings: int) -> None:
         payload["decode"] = chosen
         payload["decode_tuning"] = {"dataset": args.dataset.name, "split": args.split, "max_s": args.max_s,
                                     "note_onset_f1": best_f1}
+        if args.soundfonts:
+            payload["decode_tuning"]["soundfonts"] = sorted(args.soundfonts.split(","))
         with atomic_path(path, overwrite=True) as tmp:
             tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         print(f"wrote decode thresholds to {path}")

@@ -102,6 +102,23 @@ def test_training_steps_teach_it_one_note_then_greedy_and_beam_decode_it():
     assert (rows[:, -2] == 0).all()                                             # nothing unconfirmed
 
 
+def test_beam_with_frame_head_rules_encodes_each_window_once():
+    """The rules need the encoder's memory; the beam search reuses it instead of encoding
+    every window a second time, and decodes exactly as if it had encoded on its own."""
+    torch.manual_seed(0)
+    config = Seq2SeqConfig(**{**SMALL.__dict__, "frame_loss_weight": 1.0})
+    model = Seq2SeqTranscriber(config).eval()
+    audio = torch.from_numpy(np.random.default_rng(0).normal(0, 0.1, (3, 16000)).astype(np.float32))
+    separate = model.beam(audio, width=2)
+    calls = []
+    original = model.encode
+    model.encode = lambda *args, **kwargs: calls.append(args[0].shape[0]) or original(*args, **kwargs)
+    shared = model.beam(audio, width=2, encoded=original(audio))
+    assert calls == [] and [r["tokens"] for r in shared] == [r["tokens"] for r in separate]
+    model.decode_windows(audio, beam_width=2, confirm_threshold=0.3, end_threshold=0.1)
+    assert calls == [3]                                    # one batched encoding, not 1 + 3
+
+
 def test_loops_are_detected():
     on, shift = 5, SHIFT_BASE
     assert is_looping([1, 2] + [on, shift] * 4)
@@ -395,6 +412,22 @@ def test_confirm_note_ons_drops_unheard_pitches_with_their_note_offs():
     assert confirm_note_ons([NOTE_OFF_BASE + 7, EOS], activity, 0.5, 50.0) == ([NOTE_OFF_BASE + 7, EOS], 0)
 
 
+def test_confirm_note_ons_can_also_ask_the_onset_head():
+    frames = np.zeros((250, 88))
+    frames[45:150, 40] = 0.9                   # key 40 sounds from 0.9 s to 3.0 s
+    onsets = np.zeros((250, 88))
+    onsets[50, 40] = 0.3                       # ... and starts once, at 1.0 s
+    shift_1s = SHIFT_BASE + 99
+    tokens = [shift_1s, 40, shift_1s, 40, shift_1s, NOTE_OFF_BASE + 40, EOS]    # NOTE_ONs at 1 s and 2 s
+    # the frame head hears both NOTE_ONs; the onset head only the first: the re-attack goes
+    assert confirm_note_ons(tokens, frames, 0.5, 50.0) == (tokens, 0)
+    assert confirm_note_ons(tokens, frames, 0.5, 50.0, onsets=onsets, onset_threshold=0.2) == (
+        [shift_1s, 40, shift_1s, shift_1s, NOTE_OFF_BASE + 40, EOS], 1)
+    # the onset test alone, and a threshold the onset peak does not reach
+    assert confirm_note_ons(tokens, frames, 0.0, 50.0, onsets=onsets, onset_threshold=0.2)[1] == 1
+    assert confirm_note_ons(tokens, frames, 0.5, 50.0, onsets=onsets, onset_threshold=0.35)[1] == 2
+
+
 def test_decode_windows_confirms_note_ons_with_the_frame_head():
     torch.manual_seed(0)
     config = Seq2SeqConfig(**{**SMALL.__dict__, "frame_loss_weight": 1.0})
@@ -418,6 +451,31 @@ def test_decode_windows_confirms_note_ons_with_the_frame_head():
     assert (model.decode_windows(audio, grammar=False, confirm_threshold=0.5) == plain).all()
     with pytest.raises(ConfigError, match="no frame-activity head"):
         Seq2SeqTranscriber(SMALL).decode_windows(audio, confirm_threshold=0.5)
+
+
+def test_decode_windows_confirms_note_ons_with_the_onset_head():
+    torch.manual_seed(0)
+    config = Seq2SeqConfig(**{**SMALL.__dict__, "frame_loss_weight": 1.0, "onset_loss_weight": 1.0})
+    model = Seq2SeqTranscriber(config).eval()
+    audio = torch.from_numpy(np.random.default_rng(0).normal(0, 0.1, (2, 16000)).astype(np.float32))
+    with torch.no_grad():
+        model.out[-1].bias[40] += 50.0         # the decoder says NOTE_ON(61) until it loops
+        model.frame_head.weight.zero_()
+        model.frame_head.bias.fill_(10.0)      # the frame head hears every key
+        model.onset_head.weight.zero_()
+        model.onset_head.bias.fill_(-10.0)     # the onset head hears no start
+    plain = model.decode_windows(audio, grammar=False, confirm_threshold=0.5)
+    n_on = int((plain[:, :-2] < NOTE_OFF_BASE).sum())
+    assert n_on > 0 and int(plain[:, -2].sum()) == 0
+    ruled = model.decode_windows(audio, grammar=False, confirm_threshold=0.5, onset_confirm_threshold=0.2)
+    assert int((ruled[:, :-2] < NOTE_OFF_BASE).sum()) == 0 and int(ruled[:, -2].sum()) == n_on
+    with torch.no_grad():
+        model.onset_head.bias.fill_(10.0)
+    assert (model.decode_windows(audio, grammar=False, confirm_threshold=0.5, onset_confirm_threshold=0.2)
+            == plain).all()
+    no_head = Seq2SeqConfig(**{**SMALL.__dict__, "frame_loss_weight": 1.0})
+    with pytest.raises(ConfigError, match="no onset-activity head"):
+        Seq2SeqTranscriber(no_head).decode_windows(audio, onset_confirm_threshold=0.2)
 
 
 def test_transcription_counts_unconfirmed_note_ons_and_checkpoints_check_the_rules(tmp_path):
@@ -445,6 +503,12 @@ def test_transcription_counts_unconfirmed_note_ons_and_checkpoints_check_the_rul
         path.write_text(json.dumps(payload))
         with pytest.raises(ModelError, match="config.json"):
             load_checkpoint(tmp_path / folder)
+    path = tmp_path / "head" / "config.json"           # a frame head but no onset head
+    payload = json.loads(path.read_text())
+    payload["decode"] = {"onset_confirm_threshold": 0.2}
+    path.write_text(json.dumps(payload))
+    with pytest.raises(ModelError, match="onset_confirm_threshold"):
+        load_checkpoint(tmp_path / "head")
 
 
 def test_end_notes_by_activity_ends_notes_where_the_frame_head_stops():

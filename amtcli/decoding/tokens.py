@@ -125,15 +125,20 @@ def _position_ceil(seconds: float, positions_per_s: float) -> int:
 
 
 def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_per_s: float,
-                     before_s: float = 0.04, after_s: float = 0.06) -> tuple[list[int], int]:
-    """Drop the NOTE_ONs that the frame activity does not confirm.
+                     before_s: float = 0.04, after_s: float = 0.06, onsets=None,
+                     onset_threshold: float = 0.0) -> tuple[list[int], int]:
+    """Drop the NOTE_ONs that the frame activity (and the onset activity) do not confirm.
 
     Args:
         tokens: one window's token ids (time starts at the window's start).
         activity: (n_positions, 88) array, probability that each key sounds at each
             position of the window (``positions_per_s`` per second).
         threshold: a NOTE_ON(p) at time t is kept if key p reaches ``threshold`` at a
-            position within [t - before_s, t + after_s]; 0 keeps every NOTE_ON.
+            position within [t - before_s, t + after_s]; 0 skips this test.
+        onsets: (n_positions, 88) array like ``activity``, probability that a note of
+            each key starts at each position; with ``onset_threshold`` > 0 a NOTE_ON(p)
+            must also reach ``onset_threshold`` there within the same span. Both tests
+            off keeps every NOTE_ON.
 
     Returns:
         (tokens without the unconfirmed NOTE_ONs, number of NOTE_ONs dropped). The
@@ -142,7 +147,7 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
         was a re-attack of it), or one carried in from the previous window (the key was
         not mentioned earlier in the window). Time shifts and other tokens stay.
     """
-    if threshold <= 0:
+    if threshold <= 0 and onset_threshold <= 0:
         return list(tokens), 0
     n_positions = activity.shape[0]
     kept: list[int] = []
@@ -157,6 +162,8 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
             lo = max(0, _position_ceil(time_s - before_s, positions_per_s))
             hi = min(n_positions, _position_floor(time_s + after_s, positions_per_s) + 1)
             confirmed = lo < hi and float(activity[lo:hi, key].max()) >= threshold
+            if confirmed and onset_threshold > 0:
+                confirmed = float(onsets[lo:hi, key].max()) >= onset_threshold
             if not confirmed:
                 dropped += 1
                 if key in mentioned and key not in sounding:

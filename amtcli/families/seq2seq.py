@@ -286,7 +286,8 @@ class Seq2SeqTranscriber(nn.Module):
 
     @torch.no_grad()
     def decode_windows(self, audio: torch.Tensor, beam_width: int = 1, grammar: bool = True,
-                       confirm_threshold: float = 0.0, end_threshold: float = 0.0) -> np.ndarray:
+                       confirm_threshold: float = 0.0, end_threshold: float = 0.0,
+                       onset_confirm_threshold: float = 0.0) -> np.ndarray:
         """Audio windows (batch, n_samples) -> (batch, width + 2) int64: each window's
         tokens padded with PAD to ``width`` (``max_decode_tokens``, or more where
         ``end_threshold`` added NOTE_OFFs), then the number of NOTE_ONs dropped as
@@ -294,20 +295,27 @@ class Seq2SeqTranscriber(nn.Module):
 
         ``grammar``: constrain the tokens with :class:`TokenGrammar`. ``confirm_threshold``
         > 0: drop each NOTE_ON whose key the encoder's frame-activity head does not reach
-        that probability for within 40 ms before to 60 ms after it
-        (:func:`~amtcli.decoding.tokens.confirm_note_ons`). ``end_threshold`` > 0: end
-        each note where that head's activity for its key falls below it, if that comes
-        before its NOTE_OFF (:func:`~amtcli.decoding.tokens.end_notes_by_activity`)."""
-        encoded = self.encode(audio) if confirm_threshold > 0 or end_threshold > 0 else None
+        that probability for within 40 ms before to 60 ms after it;
+        ``onset_confirm_threshold`` > 0: the same test on the encoder's onset-activity
+        head (:func:`~amtcli.decoding.tokens.confirm_note_ons`). ``end_threshold`` > 0: end
+        each note where the frame-activity head's activity for its key falls below it, if
+        that comes before its NOTE_OFF (:func:`~amtcli.decoding.tokens.end_notes_by_activity`)."""
+        rules = confirm_threshold > 0 or end_threshold > 0 or onset_confirm_threshold > 0
+        encoded = self.encode(audio) if rules else None
         decoded = (self.greedy(audio, grammar=grammar, encoded=encoded) if beam_width <= 1
-                   else self.beam(audio, beam_width, grammar=grammar))
+                   else self.beam(audio, beam_width, grammar=grammar, encoded=encoded))
         unconfirmed = [0] * len(decoded)
         if encoded is not None:
-            activity = self.frame_activity(encoded[0]).float().cpu().numpy()
+            n_windows, n_positions = encoded[0].shape[:2]
+            activity = (self.frame_activity(encoded[0]).float().cpu().numpy()
+                        if confirm_threshold > 0 or end_threshold > 0 else np.ones((n_windows, n_positions, N_KEYS)))
+            onsets = (self.onset_activity(encoded[0]).float().cpu().numpy() if onset_confirm_threshold > 0
+                      else [None] * n_windows)
             positions_per_s = self.config.features.frame_rate_hz / self.config.memory_stride
             for i, result in enumerate(decoded):
                 result["tokens"], unconfirmed[i] = confirm_note_ons(result["tokens"], activity[i], confirm_threshold,
-                                                                    positions_per_s)
+                                                                    positions_per_s, onsets=onsets[i],
+                                                                    onset_threshold=onset_confirm_threshold)
                 result["tokens"] = end_notes_by_activity(result["tokens"], activity[i], end_threshold,
                                                          positions_per_s)
         width = max([self.config.max_decode_tokens] + [len(result["tokens"]) for result in decoded])
@@ -325,6 +333,14 @@ class Seq2SeqTranscriber(nn.Module):
             raise ConfigError("this seq2seq checkpoint has no frame-activity head (frame_loss_weight = 0), "
                               "so it cannot confirm or end notes; set confirm_threshold and end_threshold to 0")
         return torch.sigmoid(self.frame_head(memory[..., : 2 * self.config.encoder_units]))
+
+    def onset_activity(self, memory: torch.Tensor) -> torch.Tensor:
+        """Memory (batch, n_positions, memory dim) -> (batch, n_positions, 88) probability
+        that a note of each key starts, from the encoder's auxiliary onset head."""
+        if not hasattr(self, "onset_head"):
+            raise ConfigError("this seq2seq checkpoint has no onset-activity head (onset_loss_weight = 0), "
+                              "so it cannot confirm NOTE_ONs by onsets; set onset_confirm_threshold to 0")
+        return torch.sigmoid(self.onset_head(memory[..., : 2 * self.config.encoder_units]))
 
     @torch.no_grad()
     def greedy(self, audio: torch.Tensor, return_attention: bool = False, grammar: bool = True,
@@ -374,12 +390,18 @@ class Seq2SeqTranscriber(nn.Module):
         return (mask.sum(dim=1).float() / self.config.positions_per_step).tolist()
 
     @torch.no_grad()
-    def beam(self, audio: torch.Tensor, width: int = 4, grammar: bool = True) -> list[dict]:
+    def beam(self, audio: torch.Tensor, width: int = 4, grammar: bool = True,
+             encoded: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[dict]:
         """Beam search per window (length-normalised log-probability), same result format
-        as :meth:`greedy` without attention."""
+        as :meth:`greedy` without attention. ``encoded``: the (memory, mask) of
+        :meth:`encode` for the whole ``audio`` batch, if already computed (otherwise each
+        window is encoded on its own)."""
         results = []
         for i in range(audio.shape[0]):
-            memory, mask = self.encode(audio[i : i + 1])
+            if encoded is not None:
+                memory, mask = encoded[0][i : i + 1], encoded[1][i : i + 1]
+            else:
+                memory, mask = self.encode(audio[i : i + 1])
             keys = self.attn_memory(memory)
             state, context = self._start(memory)
             end_steps = self._end_steps(mask)[0]
