@@ -91,7 +91,9 @@ class ChunkDecoder:
     Frame models go through :func:`~amtcli.decoding.frames.decoder_for`; CTC models
     through the greedy or prefix-beam CTC decoder (stitched log-probabilities,
     collapsed once); seq2seq windows through the stateful
-    :class:`~amtcli.decoding.tokens.Detokenizer`. ``stats`` holds token counts.
+    :class:`~amtcli.decoding.tokens.Detokenizer`. ``stats`` holds token counts; for
+    seq2seq, ``unconfirmed_note_ons`` counts the NOTE_ONs the frame-head rules dropped in
+    whole windows, so one that falls where two windows overlap may be counted twice.
     """
 
     def __init__(self, model: LoadedModel, options: DecodeOptions):

@@ -7,6 +7,8 @@ hand, not in CI; needs the package index the first time:
 
     python benchmarks/peers.py --realdev ../shared/data/realdev --model onf --model cnn \
         --json benchmarks/results/peers-realdev.json
+    python benchmarks/peers.py --dataset data/synth-v1 --split test --model none \
+        --json benchmarks/results/peers-synthetic-test.json
 
 Peers:
   basic-pitch  basic-pitch 0.4.0 without TensorFlow: its ONNX model under onnxruntime
@@ -109,11 +111,15 @@ def score_peer(peer: str, items, outputs, elapsed: float, audio_s: float) -> dic
 
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from accuracy import print_table, realdev_items, score
+    from accuracy import dataset_items, print_table, realdev_items, score
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--realdev", type=Path, required=True)
-    parser.add_argument("--model", action="append", default=None, help="amtcli model (repeatable; default cnn)")
+    parser.add_argument("--realdev", type=Path, help="real recordings (a folder per piece: mix.wav, notes.csv)")
+    parser.add_argument("--dataset", type=Path, help="a MusicNet-layout dataset, e.g. the synthetic corpus")
+    parser.add_argument("--split", default="test", help="split of --dataset (default: test)")
+    parser.add_argument("--limit", type=int, default=None, help="score only the first N files of the split")
+    parser.add_argument("--model", action="append", default=None,
+                        help="amtcli model (repeatable; default cnn; 'none' for peers only)")
     parser.add_argument("--peer", action="append", choices=sorted(PEERS), default=None,
                         help="peer to run (repeatable; default basic-pitch)")
     parser.add_argument("--venv-root", type=Path, default=Path.home() / ".cache" / "amtcli" / "peers")
@@ -123,26 +129,37 @@ def main() -> None:
 
     import soundfile as sf
 
-    items = realdev_items(args.realdev)
-    audio_s = sum(sf.info(str(audio)).duration for _, audio, _ in items)
+    sets = {}
+    if args.realdev:
+        sets["realdev"] = realdev_items(args.realdev)
+    if args.dataset:
+        sets[f"{args.dataset.name}:{args.split}"] = dataset_items(args.dataset, args.split, args.limit)
+    if not sets:
+        parser.error("give --realdev and/or --dataset")
     report = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {args.threads} threads",
-              "set": "realdev", "results": []}
-    for model in args.model or ["cnn"]:
-        result = score(model, items, args.threads, None, None)
-        print_table("realdev", result)
-        report["results"].append(result)
+              "set": ", ".join(sets), "results": []}
+    models = [m for m in (args.model or ["cnn"]) if m != "none"]
+    for title, items in sets.items():
+        for model in models:
+            result = score(model, items, args.threads, None, None)
+            result["set"] = title
+            print_table(title, result)
+            report["results"].append(result)
     with tempfile.TemporaryDirectory() as tmp:
         for peer in args.peer or ["basic-pitch"]:
-            try:
-                python = venv_python(args.venv_root, peer)
-                outputs, elapsed = run_peer(python, peer, items, Path(tmp))
-            except (subprocess.CalledProcessError, RuntimeError) as exc:
-                print(f"{peer}: skipped ({exc})")
-                report["results"].append({"model": peer, "error": str(exc)})
-                continue
-            result = score_peer(peer, items, outputs, elapsed, audio_s)
-            print_table("realdev", result)
-            report["results"].append(result)
+            for title, items in sets.items():
+                audio_s = sum(sf.info(str(audio)).duration for _, audio, _ in items)
+                try:
+                    python = venv_python(args.venv_root, peer)
+                    outputs, elapsed = run_peer(python, peer, items, Path(tmp))
+                except (subprocess.CalledProcessError, RuntimeError) as exc:
+                    print(f"{peer}: skipped on {title} ({exc})")
+                    report["results"].append({"model": peer, "set": title, "error": str(exc)})
+                    continue
+                result = score_peer(peer, items, outputs, elapsed, audio_s)
+                result["set"] = title
+                print_table(title, result)
+                report["results"].append(result)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
