@@ -143,7 +143,7 @@ def _new_state(model: LoadedModel, key, item: Audio | AudioStream, spec: WindowS
                options: DecodeOptions) -> _FileState:
     counter = _CountingBlocks(item.blocks() if hasattr(item, "blocks") else [item.samples])
     return _FileState(key, item.source, item.sample_rate, stream_windows(counter, spec),
-                      ChunkDecoder(model, options), counter=counter)
+                      ChunkDecoder(model, options, spec), counter=counter)
 
 
 class ReadAhead:

@@ -73,7 +73,7 @@ def transcribe(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Search folders recursively."),
-    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose outputs all exist (resume)."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Resume: skip inputs whose outputs all exist, write only the missing outputs of the others."),
     onset_threshold: Optional[float] = typer.Option(
         None, help="Onset probability that starts or re-attacks a note (default: tuned per model)."),
     frame_threshold: Optional[float] = typer.Option(
@@ -127,6 +127,18 @@ def evaluate(
         _fail("give --model and --dataset together, without REFERENCE/ESTIMATE")
     if not use_model and (reference is None or estimate is None):
         _fail("give REFERENCE and ESTIMATE (files or folders), or --model M --dataset DIR")
+    if not use_model:
+        model_only = [flag for flag, given in (("--limit", limit is not None), ("--png-dir", png_dir is not None),
+                                               ("--split", split != "test"), ("--device", device != "auto"))
+                      if given]
+        if model_only:
+            verb = "applies" if len(model_only) == 1 else "apply"
+            _fail(f"{', '.join(model_only)} {verb} only with --model and --dataset (which transcribe first); "
+                  "REFERENCE ESTIMATE scores existing files")
+    if limit is not None and limit < 1:
+        _fail(f"--limit must be at least 1, got {limit}")
+    if json_out is not None and not overwrite and (json_out.exists() or json_out.is_symlink()):
+        _fail(f"{json_out} exists; pass --overwrite to replace it")
     console = _console()
     try:
         if use_model:

@@ -18,7 +18,7 @@ import torch
 
 from amtcli.audio import Audio
 from amtcli.checkpoint import LoadedModel
-from amtcli.decoding.frames import decoder_for
+from amtcli.decoding.frames import JoinGrid, decoder_for
 from amtcli.errors import ConfigError
 from amtcli.options import DecodeOptions, WindowSpec
 from amtcli.types import Transcription
@@ -96,7 +96,9 @@ class ChunkDecoder:
     whole windows, so one that falls where two windows overlap may be counted twice.
     """
 
-    def __init__(self, model: LoadedModel, options: DecodeOptions):
+    def __init__(self, model: LoadedModel, options: DecodeOptions, spec: WindowSpec | None = None):
+        """``spec``: the windowing whose outputs are decoded (default: the model's), so
+        frame decoders know where one window's output hands over to the next."""
         rate = model.features.frame_rate_hz
         self.frame_rate_hz = rate
         self.kind = output_kind(model)
@@ -119,7 +121,9 @@ class ChunkDecoder:
                 self._decoder = CTCGreedyDecoder(model.module.layout, rate, **common)
             return
         channels = model.module.CHANNELS
-        self._decoder = decoder_for(rate, options, "onset" in channels)
+        spec = spec or window_spec(model)
+        self._decoder = decoder_for(rate, options, "onset" in channels,
+                                    JoinGrid.for_windows(spec.window_frames, spec.hop_frames))
         self._frame_at = channels.index("frame")
         self._onset_at = channels.index("onset") if "onset" in channels else None
         self._velocity_at = channels.index("velocity") if "velocity" in channels else None
@@ -161,10 +165,10 @@ class ChunkDecoder:
         return self._decoder.finish()
 
 
-def decode_chunks(model: LoadedModel, chunks, options: DecodeOptions) -> list:
-    """Decode stitched posteriorgram chunks (from :func:`stitched_posteriors`) into notes
-    sorted by onset."""
-    decoder = ChunkDecoder(model, options)
+def decode_chunks(model: LoadedModel, chunks, options: DecodeOptions, spec: WindowSpec | None = None) -> list:
+    """Decode stitched posteriorgram chunks (from :func:`stitched_posteriors`, windowed by
+    ``spec``, default the model's) into notes sorted by onset."""
+    decoder = ChunkDecoder(model, options, spec)
     notes = []
     for chunk in chunks:
         notes.extend(decoder.push(chunk))

@@ -139,7 +139,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='041931efc2144aa30d25f935e233ec31187f2d15d397d76fccc4c1929a024e4e', size=967),
             ModelFile('model.safetensors', sha256='421b85886b7d22039562160f10f1abe1b05fdd69f3eab47c75b0d441f901c5f5', size=2764952),
-            ModelFile('README.md', sha256='8ccc52314a2d9ab99b9512f37601e544e29e62776945d42a2e81c8cc3db31584', size=8431),
+            ModelFile('README.md', sha256='099033b01bc1955dbeaa242a0990fc6447ee548f591bc774fbbe9189fba36c74', size=8703),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.722, 'note-onset F1, realdev (Bach10, mean)': 0.666, 'frame F1, realdev': 0.863},
     ),
@@ -152,9 +152,9 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='9d1b8bf872131dd8d8058864f97b7937fb65191c29e61043336a651b881c860d', size=829),
             ModelFile('model.safetensors', sha256='c2bd5f1fc1106fbbf85117559084501abdb924bb20b858ae145af00d915500c1', size=2580384),
-            ModelFile('README.md', sha256='3e7ca80a7263f66d8fd5e956b67be2dec42c443af36f3debac60501751fc39f7', size=8010),
+            ModelFile('README.md', sha256='ab72c9fcc6a07112fbf0dbd9d20a61c83c0deaf79af2ec9394e1a1d95d42b657', size=8929),
         ),
-        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.655, 'note-onset F1, realdev (Bach10, mean)': 0.621, 'frame F1, realdev': 0.871},
+        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.658, 'note-onset F1, realdev (Bach10, mean)': 0.624, 'frame F1, realdev': 0.871},
     ),
     ModelEntry(
         name='ctc',

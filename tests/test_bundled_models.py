@@ -6,6 +6,7 @@ no bundled model saw in training; a random-initialised model scores about 0 here
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -50,6 +51,25 @@ def test_bundled_model_transcribes_the_held_out_soundfont_example(model_name):
     assert result.note_onset.f1 >= MIN_ONSET_F1[model_name], result.as_dict()
     if model_name not in NO_VELOCITY:
         assert len({n.velocity for n in estimate.notes}) > 1  # velocities come from the model
+
+
+@pytest.mark.parametrize("model_name", ["onf", "cnn"])
+def test_a_held_tone_stays_one_note_across_window_joins(model_name):
+    """A 220 Hz tone held from 1 s to 23 s crosses the joins of the 10 s windows; the
+    bundled onf used to split it at 7.5, 12.5, 17.5 s (its onset head reads a window that
+    starts mid-note as an onset)."""
+    from amtcli.audio import Audio
+
+    name, folder = resolve_model(model_name)
+    model = load_checkpoint(folder, name=name)
+    rate = model.features.sample_rate
+    t = np.arange(24 * rate) / rate
+    tone = sum(0.3 / k * np.sin(2 * np.pi * 220 * k * t) for k in range(1, 6))
+    tone[: rate] = 0.0
+    tone[23 * rate :] = 0.0
+    notes = [n for n in transcribe(model, Audio(tone.astype(np.float32), rate)).notes if n.pitch == 57]
+    assert len(notes) == 1, [(round(n.onset_s, 2), round(n.offset_s, 2)) for n in notes]
+    assert abs(notes[0].onset_s - 1.0) < 0.1 and abs(notes[0].offset_s - 23.0) < 0.2
 
 
 def test_quick_start_command(tmp_path):

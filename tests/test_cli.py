@@ -145,3 +145,65 @@ def test_eval_model_on_dataset(tmp_path, tiny_dataset, random_onf_checkpoint):
 def test_eval_model_needs_dataset():
     result = invoke("eval", "--model", "onf")
     assert result.exit_code == 2 and "--dataset" in result.output
+
+
+def test_output_option_mistakes_are_usage_errors(tmp_path, random_onf_checkpoint):
+    write_tone(tmp_path / "a.wav")
+    for args, message in ((("-o", tmp_path / "x.txt"), "unknown output type '.txt'"),
+                          (("-o", tmp_path / "a.wav"), "names an audio file"),
+                          (("-o", tmp_path / "b.mid", "--output-dir", tmp_path / "d"), "not both")):
+        result = invoke("transcribe", tmp_path / "a.wav", *args, "--model", random_onf_checkpoint)
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert "summary" not in result.output
+    assert not (tmp_path / "x.txt").exists() and not (tmp_path / "d").exists()
+    dotted = tmp_path / "run.v2"
+    dotted.mkdir()                                      # an existing folder may have a dot
+    assert invoke("transcribe", tmp_path / "a.wav", "-o", dotted, "--model", random_onf_checkpoint).exit_code == 0
+    assert (dotted / "a.mid").exists()
+
+
+def test_decoding_flags_a_model_does_not_use_are_refused(tmp_path, random_onf_checkpoint):
+    """cnn has no onset head and frame models no beam search: the flags would do nothing."""
+    from amtcli.checkpoint import save_checkpoint
+    from amtcli.families.framewise_cnn import FramewiseCNN, FramewiseCNNConfig
+
+    write_tone(tmp_path / "a.wav")
+    config = FramewiseCNNConfig(stem_channels=4, model_dim=16, blocks=1, dilations=(1,))
+    save_checkpoint(tmp_path / "cnn", "cnn", config.to_dict(), FramewiseCNN(config))
+    result = invoke("transcribe", tmp_path / "a.wav", "--model", tmp_path / "cnn", "--onset-threshold", "0.3")
+    assert result.exit_code == 2 and "--onset-threshold has no effect" in result.output
+    result = invoke("transcribe", tmp_path / "a.wav", "--model", tmp_path / "cnn", "--beam-width", "3")
+    assert result.exit_code == 2 and "--beam-width has no effect" in result.output
+    assert not (tmp_path / "a.mid").exists()
+    result = invoke("transcribe", tmp_path / "a.wav", "--model", random_onf_checkpoint, "--onset-threshold", "0.3")
+    assert result.exit_code == 0, result.output                     # onf has an onset head
+
+
+def test_skip_existing_writes_only_the_missing_outputs(tmp_path, random_onf_checkpoint):
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    write_tone(songs / "a.wav")
+    write_tone(songs / "b.wav")
+    assert invoke("transcribe", songs, "--format", "mid", "--model", random_onf_checkpoint).exit_code == 0
+    (songs / "a.mid").write_bytes(b"kept")                          # a finished output is not redone
+    result = invoke("transcribe", songs, "--format", "mid,csv", "--skip-existing", "--model", random_onf_checkpoint)
+    assert result.exit_code == 0, result.output
+    assert "writing only" in result.output and (songs / "a.mid").read_bytes() == b"kept"
+    assert (songs / "a.csv").exists() and (songs / "b.csv").exists()
+    again = invoke("transcribe", songs, "--format", "mid,csv", "--skip-existing", "--model", random_onf_checkpoint)
+    assert again.exit_code == 0 and "2 skipped" in again.output
+
+
+def test_eval_options_that_need_a_model_and_bad_limits_are_refused(tmp_path, tiny_dataset, random_onf_checkpoint):
+    csv = tmp_path / "ref.csv"
+    csv.write_text("onset,offset,pitch,instrument\n0.1,0.5,60,violin\n")
+    for extra in (("--png-dir", tmp_path / "p"), ("--limit", "2"), ("--split", "validation")):
+        result = invoke("eval", csv, csv, *extra)
+        assert result.exit_code == 2 and "only with --model and --dataset" in result.output, result.output
+    assert not (tmp_path / "p").exists()
+    result = invoke("eval", "--model", random_onf_checkpoint, "--dataset", tiny_dataset, "--limit", "0")
+    assert result.exit_code == 2 and "--limit must be at least 1" in result.output
+    (tmp_path / "s.json").write_text("keep")                        # refused before any transcription
+    result = invoke("eval", "--model", random_onf_checkpoint, "--dataset", tiny_dataset, "--json", tmp_path / "s.json")
+    assert result.exit_code == 2 and "--overwrite" in result.output and "test0" not in result.output
+    assert (tmp_path / "s.json").read_text() == "keep"

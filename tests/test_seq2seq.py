@@ -187,6 +187,28 @@ def test_attention_png_per_window_and_refused_for_other_families(tmp_path, rando
     refused = runner.invoke(app, ["transcribe", str(tmp_path / "a.wav"), "-o", str(tmp_path / "b.csv"),
                                   "--model", random_onf_checkpoint, "--attention-png", str(tmp_path / "att2")])
     assert refused.exit_code == 2 and "needs a seq2seq model" in refused.output
+    # existing maps are refused before anything is written: no new a2.csv
+    again = runner.invoke(app, ["transcribe", str(tmp_path / "a.wav"), "-o", str(tmp_path / "a2.csv"),
+                                "--model", str(tmp_path / "ck"), "--attention-png", str(tmp_path / "att")])
+    assert again.exit_code == 0 and (tmp_path / "att" / "a2.window000.attention.png").exists()  # named by output
+    rerun = runner.invoke(app, ["transcribe", str(tmp_path / "a.wav"), "-o", str(tmp_path / "a3.csv"),
+                                "--model", str(tmp_path / "ck"), "--attention-png", str(tmp_path / "att"),
+                                "--format", "csv"])
+    assert rerun.exit_code == 0
+    (tmp_path / "a3.csv").unlink()
+    clash = runner.invoke(app, ["transcribe", str(tmp_path / "a.wav"), "-o", str(tmp_path / "a3.csv"),
+                                "--model", str(tmp_path / "ck"), "--attention-png", str(tmp_path / "att")])
+    assert clash.exit_code == 1 and "a3.window000.attention.png exists" in clash.output
+    assert not (tmp_path / "a3.csv").exists()
+    # two inputs with one name: the second is refused before its outputs are written
+    for folder in ("x", "y"):
+        (tmp_path / folder).mkdir()
+        sf.write(tmp_path / folder / "mix.wav", np.zeros(16000, dtype=np.float32), 16000)
+    both = runner.invoke(app, ["transcribe", str(tmp_path / "x" / "mix.wav"), str(tmp_path / "y" / "mix.wav"),
+                               "-o", str(tmp_path / "out"), "--model", str(tmp_path / "ck"),
+                               "--attention-png", str(tmp_path / "att3")])
+    assert both.exit_code == 1 and "would also be written for" in both.output
+    assert (tmp_path / "out" / "x" / "mix.mid").exists() and not (tmp_path / "out" / "y").exists()
 
 
 def test_location_sensitive_attention_and_time_features_decode_like_the_plain_model():

@@ -118,6 +118,7 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
     from amtcli.registry import resolve_model
     from amtcli.writers.naming import output_is_file, output_paths, write_outputs
 
+    check_output_option(request)
     files = collect_inputs(request.inputs, request.recursive)
     if not files:
         raise ConfigError("no audio files found in the given inputs (wav, flac, ogg, mp3)")
@@ -132,6 +133,7 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
     model = load_checkpoint(folder, device, name=name)
     overrides = {"onset_threshold": request.onset_threshold, "frame_threshold": request.frame_threshold,
                  "beam_width": request.beam_width}
+    check_decoding_flags(request, model)
     options = replace(model.decode, **{k: v for k, v in overrides.items() if v is not None})
     if request.attention_png is not None and getattr(model.module, "OUTPUT", "") != "tokens":
         raise ConfigError(f"--attention-png needs a seq2seq model; {request.model!r} has no attention")
@@ -147,40 +149,53 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
                 if other is not None:
                     raise OutputError(f"{target} would also be written for {other}; transcribe {path} "
                                       "into another output folder")
+            maps = None
+            if request.attention_png is not None:
+                maps = attention_stem(request.attention_png, targets)
+                other = claimed.get(maps.resolve())
+                if other is not None:
+                    raise OutputError(f"attention maps {maps}.window*.attention.png would also be written for "
+                                      f"{other}; give {path} its own --attention-png folder")
+                if not request.overwrite and not request.skip_existing and existing_maps(maps):
+                    raise OutputError(f"{existing_maps(maps)[0]} exists; pass --overwrite to replace it")
         except AmtError as exc:
             summary.failed += 1
             console.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
             continue
         claimed.update((target.resolve(), path) for target in targets.values())
-        if request.skip_existing and all(p.exists() for p in targets.values()):
-            summary.skipped += 1
-            console.print(f"[dim]skip[/dim] {path} (outputs exist)", soft_wrap=True)
-            continue
-        todo.append((path, targets))
+        if maps is not None:
+            claimed[maps.resolve()] = path
+        if request.skip_existing:
+            missing = {fmt: target for fmt, target in targets.items() if not target.exists()}
+            if not missing and (maps is None or existing_maps(maps)):
+                summary.skipped += 1
+                console.print(f"[dim]skip[/dim] {path} (outputs exist)", soft_wrap=True)
+                continue
+            if len(missing) < len(targets):   # resume a file whose outputs were partly written
+                console.print(f"[dim]resume[/dim] {path}: writing only "
+                              f"{', '.join(str(t) for t in missing.values()) or 'its attention maps'}",
+                              highlight=False, soft_wrap=True)
+            targets = missing
+        todo.append((path, targets, maps))
 
     with _progress(console) as progress:
         overall = progress.add_task("files", total=len(todo))
-        loaded = _open_ahead(todo, model.features.sample_rate, request.jobs)
+        loaded = _open_ahead([(path, targets) for path, targets, _ in todo], model.features.sample_rate, request.jobs)
         for index, result in transcribe_stream(model, loaded, options, request.batch_windows):
-            path, targets = todo[index]
+            path, targets, maps = todo[index]
             progress.advance(overall)
             if isinstance(result, AmtError):
                 summary.failed += 1
                 console.print(f"[red]error[/red] {result}", highlight=False, soft_wrap=True)
                 continue
             try:
-                written = write_outputs(result, targets, request.overwrite)
+                written = write_outputs(result, targets, request.overwrite) if targets else []
+                if maps is not None and (request.overwrite or not existing_maps(maps)):
+                    written = written + write_attention_maps(model, path, maps, request.overwrite)
             except AmtError as exc:
                 summary.failed += 1
                 console.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
                 continue
-            if request.attention_png is not None:
-                try:
-                    written = written + write_attention_maps(model, path, request.attention_png, request.overwrite)
-                except AmtError as exc:
-                    summary.failed += 1
-                    console.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
-                    continue
             summary.add(result.duration_s, len(result.notes))
             console.print(
                 f"[green]ok[/green] {path}: {len(result.notes)} notes -> {', '.join(str(p) for p in written)}",
@@ -191,9 +206,63 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
     return 1 if summary.failed else 0
 
 
-def write_attention_maps(model, path: Path, folder: Path, overwrite: bool) -> list[Path]:
+def check_output_option(request: TranscribeRequest) -> None:
+    """Usage errors of ``-o`` / ``--output-dir``, before any work: both given, or a ``-o``
+    value that is neither an output file (``.mid``, ``.midi``, ``.csv``, ``.png``) nor
+    a folder (an existing one, or a new name without a suffix)."""
+    from amtcli.writers.naming import FORMAT_BY_SUFFIX
+
+    if request.output is not None and request.output_dir is not None:
+        raise ConfigError("give either -o/--output or --output-dir, not both")
+    output = request.output
+    if output is None or output.is_dir():
+        return
+    suffix = output.suffix.lower()
+    if suffix in AUDIO_SUFFIXES:
+        raise ConfigError(f"-o {output} names an audio file; give a .mid, .csv or .png file or a folder")
+    if suffix and suffix not in FORMAT_BY_SUFFIX and not output.exists():
+        raise ConfigError(f"-o {output}: unknown output type {output.suffix!r}; give a .mid, .csv or .png "
+                          "file, or a folder (create a folder whose name has a dot first)")
+
+
+def check_decoding_flags(request: TranscribeRequest, model) -> None:
+    """Refuse decoding flags the model does not use, instead of ignoring them: the onset
+    threshold needs an onset head (``onf``), the frame threshold frame or CTC outputs
+    with a frame head (not ``seq2seq``), the beam width a CTC or seq2seq model."""
+    kind = getattr(model.module, "OUTPUT", "frames")
+    channels = getattr(model.module, "CHANNELS", ())
+    uses = {
+        "--onset-threshold": kind == "frames" and "onset" in channels,
+        "--frame-threshold": kind in ("frames", "ctc"),
+        "--beam-width": kind in ("ctc", "tokens"),
+    }
+    given = {"--onset-threshold": request.onset_threshold, "--frame-threshold": request.frame_threshold,
+             "--beam-width": request.beam_width}
+    for flag, value in given.items():
+        if value is not None and not uses[flag]:
+            users = {"--onset-threshold": "models with an onset head (onf)",
+                     "--frame-threshold": "frame and CTC models (cnn, onf, ctc)",
+                     "--beam-width": "ctc and seq2seq models"}[flag]
+            raise ConfigError(f"{flag} has no effect on {request.model!r} ({model.family} model); "
+                              f"it applies to {users}")
+
+
+def attention_stem(folder: Path, targets: dict[str, Path]) -> Path:
+    """``folder/<stem>``: the attention maps of the input whose outputs are ``targets``
+    are ``<stem>.window<NNN>.attention.png``, ``stem`` being that of its first output
+    file. Two inputs of one batch that would share a stem are refused before anything is
+    written (:func:`run_transcribe`)."""
+    return folder / next(iter(targets.values())).stem
+
+
+def existing_maps(stem: Path) -> list[Path]:
+    """Attention maps already written for ``stem`` (see :func:`attention_stem`)."""
+    return sorted(stem.parent.glob(f"{stem.name}.window*.attention.png")) if stem.parent.is_dir() else []
+
+
+def write_attention_maps(model, path: Path, stem: Path, overwrite: bool) -> list[Path]:
     """Decode each window of ``path`` again with attention kept and write
-    ``folder/<stem>.window<NNN>.attention.png`` per window."""
+    ``<stem>.window<NNN>.attention.png`` per window (``stem`` from :func:`attention_stem`)."""
     import torch
 
     from amtcli.audio import load_audio
@@ -205,6 +274,7 @@ def write_attention_maps(model, path: Path, folder: Path, overwrite: bool) -> li
 
     audio = load_audio(path, model.features.sample_rate)
     spec = window_spec(model)
+    folder = stem.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -213,7 +283,7 @@ def write_attention_maps(model, path: Path, folder: Path, overwrite: bool) -> li
     written = []
     for index, window in enumerate(iter_windows(audio.samples, spec)):
         result = model.module.greedy(torch.from_numpy(window[None]).to(model.device), return_attention=True)[0]
-        target = folder / f"{path.stem}.window{index:03d}.attention.png"
+        target = folder / f"{stem.name}.window{index:03d}.attention.png"
         start_s = index * spec.hop_frames / model.features.frame_rate_hz
         written.append(write_attention_png(result["attention"], result["tokens"], target, start_s,
                                            seconds_per_position, overwrite))
