@@ -157,16 +157,40 @@ class ReadAhead:
         self.sample_rate, self.source = stream.sample_rate, stream.source
         self._stream = stream
         self._queue: queue.Queue = queue.Queue(max_blocks)
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._fill, name="amtcli-read", daemon=True)
         self._thread.start()
 
     def _fill(self) -> None:
         try:
-            for block in self._stream.blocks():
-                self._queue.put(("block", block))
-            self._queue.put(("end", None))
+            blocks = self._stream.blocks()
+            try:
+                for block in blocks:
+                    if not self._put(("block", block)):
+                        return
+            finally:
+                blocks.close()          # frees the decoder and resampler in this thread
+            self._put(("end", None))
         except BaseException as exc:  # handed to the consumer, raised there
-            self._queue.put(("error", exc))
+            self._put(("error", exc))
+
+    def _put(self, item) -> bool:
+        """Queue ``item``, waiting for room unless :meth:`close` was called (then False)."""
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop reading ahead and wait (up to ``timeout_s``) for the thread to let go of
+        the file, so an interrupted run exits without native objects left alive."""
+        self._stop.set()
+        self._thread.join(timeout_s)
 
     def blocks(self) -> Iterator[np.ndarray]:
         while True:

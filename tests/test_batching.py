@@ -83,3 +83,19 @@ def test_streamed_file_equals_loaded_file(sensitive_model, tmp_path):
     ((_, streamed),) = list(transcribe_stream(sensitive_model, [(0, AudioStream(tmp_path / "x.wav", 16000))], options))
     assert streamed.notes == whole.notes and len(whole.notes) > 10
     assert streamed.duration_s == whole.duration_s and streamed.source == whole.source
+
+
+def test_read_ahead_close_stops_its_thread_mid_file(tmp_path):
+    """Closing a reader whose queue is full (the consumer stopped, as on Ctrl-C) ends its
+    thread, so no decoder or resampler is left alive at exit."""
+    import soundfile as sf
+
+    from amtcli.audio import AudioStream
+    from amtcli.batching import ReadAhead
+
+    sf.write(tmp_path / "long.wav", np.zeros(44100 * 120, dtype=np.float32), 44100)   # many blocks at 44.1 kHz
+    reader = ReadAhead(AudioStream(tmp_path / "long.wav", 16000), max_blocks=2)
+    first = next(reader.blocks())
+    assert first.size > 0 and reader._thread.is_alive()          # blocked on a full queue
+    reader.close()
+    assert not reader._thread.is_alive()

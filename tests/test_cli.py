@@ -177,6 +177,9 @@ def test_decoding_flags_a_model_does_not_use_are_refused(tmp_path, random_onf_ch
     assert not (tmp_path / "a.mid").exists()
     result = invoke("transcribe", tmp_path / "a.wav", "--model", random_onf_checkpoint, "--onset-threshold", "0.3")
     assert result.exit_code == 0, result.output                     # onf has an onset head
+    result = invoke("transcribe", tmp_path / "a.wav", "--model", random_onf_checkpoint, "--onset-threshold", "1.5",
+                    "--overwrite")
+    assert result.exit_code == 2 and "--onset-threshold must be between 0 and 1" in result.output
 
 
 def test_skip_existing_writes_only_the_missing_outputs(tmp_path, random_onf_checkpoint):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -92,22 +93,29 @@ def _open_ahead(items: list, sample_rate: int, jobs: int):
     from amtcli.batching import ReadAhead
 
     pending: deque = deque()
+    opened: list = []           # every reader, closed when the batch ends or is interrupted
     upcoming = iter(enumerate(items))
 
     def open_next() -> None:
         for index, (path, _targets) in upcoming:
             try:
-                pending.append((index, ReadAhead(AudioStream(path, sample_rate))))
+                reader = ReadAhead(AudioStream(path, sample_rate))
+                opened.append(reader)
+                pending.append((index, reader))
             except AmtError as exc:
                 pending.append((index, exc))
             return
 
-    for _ in range(jobs):
-        open_next()
-    while pending:
-        item = pending.popleft()
-        open_next()
-        yield item
+    try:
+        for _ in range(jobs):
+            open_next()
+        while pending:
+            item = pending.popleft()
+            open_next()
+            yield item
+    finally:
+        for reader in opened:
+            reader.close()
 
 
 def run_transcribe(request: TranscribeRequest, console) -> int:
@@ -181,26 +189,27 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
     with _progress(console) as progress:
         overall = progress.add_task("files", total=len(todo))
         loaded = _open_ahead([(path, targets) for path, targets, _ in todo], model.features.sample_rate, request.jobs)
-        for index, result in transcribe_stream(model, loaded, options, request.batch_windows):
-            path, targets, maps = todo[index]
-            progress.advance(overall)
-            if isinstance(result, AmtError):
-                summary.failed += 1
-                console.print(f"[red]error[/red] {result}", highlight=False, soft_wrap=True)
-                continue
-            try:
-                written = write_outputs(result, targets, request.overwrite) if targets else []
-                if maps is not None and (request.overwrite or not existing_maps(maps)):
-                    written = written + write_attention_maps(model, path, maps, request.overwrite)
-            except AmtError as exc:
-                summary.failed += 1
-                console.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
-                continue
-            summary.add(result.duration_s, len(result.notes))
-            console.print(
-                f"[green]ok[/green] {path}: {len(result.notes)} notes -> {', '.join(str(p) for p in written)}",
-                highlight=False, soft_wrap=True,
-            )
+        with closing(loaded):   # on Ctrl-C too: stop the read-ahead threads before exiting
+            for index, result in transcribe_stream(model, loaded, options, request.batch_windows):
+                path, targets, maps = todo[index]
+                progress.advance(overall)
+                if isinstance(result, AmtError):
+                    summary.failed += 1
+                    console.print(f"[red]error[/red] {result}", highlight=False, soft_wrap=True)
+                    continue
+                try:
+                    written = write_outputs(result, targets, request.overwrite) if targets else []
+                    if maps is not None and (request.overwrite or not existing_maps(maps)):
+                        written = written + write_attention_maps(model, path, maps, request.overwrite)
+                except AmtError as exc:
+                    summary.failed += 1
+                    console.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
+                    continue
+                summary.add(result.duration_s, len(result.notes))
+                console.print(
+                    f"[green]ok[/green] {path}: {len(result.notes)} notes -> {', '.join(str(p) for p in written)}",
+                    highlight=False, soft_wrap=True,
+                )
     if len(files) > 1 or summary.failed:
         summary.print(console)
     return 1 if summary.failed else 0
@@ -238,6 +247,12 @@ def check_decoding_flags(request: TranscribeRequest, model) -> None:
     }
     given = {"--onset-threshold": request.onset_threshold, "--frame-threshold": request.frame_threshold,
              "--beam-width": request.beam_width}
+    for flag in ("--onset-threshold", "--frame-threshold"):
+        value = given[flag]
+        if value is not None and not 0.0 < value < 1.0:
+            raise ConfigError(f"{flag} must be between 0 and 1 (exclusive), got {value}")
+    if request.beam_width is not None and request.beam_width < 1:
+        raise ConfigError(f"--beam-width must be at least 1, got {request.beam_width}")
     for flag, value in given.items():
         if value is not None and not uses[flag]:
             users = {"--onset-threshold": "models with an onset head (onf)",
