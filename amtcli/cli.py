@@ -147,6 +147,11 @@ def evaluate(
             report = score_paths(reference, estimate, by_instrument)
         for name in report.unpaired:
             console.print(f"[yellow]unpaired[/yellow] {name}")
+        if report.unlabelled:
+            shown = ", ".join(report.unlabelled[:3]) + (", ..." if len(report.unlabelled) > 3 else "")
+            console.print(f"[yellow]note[/yellow] {len(report.unlabelled)} estimate(s) have no instrument labels "
+                          f"({shown}): scored with instruments pooled; --by-instrument needs labelled estimates",
+                          highlight=False, soft_wrap=True)
         for line in report.failed:
             console.print(f"[red]error[/red] {line}")
         if report.results:

@@ -210,3 +210,17 @@ def test_eval_options_that_need_a_model_and_bad_limits_are_refused(tmp_path, tin
     result = invoke("eval", "--model", random_onf_checkpoint, "--dataset", tiny_dataset, "--json", tmp_path / "s.json")
     assert result.exit_code == 2 and "--overwrite" in result.output and "test0" not in result.output
     assert (tmp_path / "s.json").read_text() == "keep"
+
+
+def test_by_instrument_with_an_unlabelled_estimate_says_so(tmp_path):
+    ref = tmp_path / "ref.csv"
+    ref.write_text("onset,offset,pitch,instrument\n0.1,0.5,60,violin\n0.6,1.0,64,cello\n")
+    est = tmp_path / "est.csv"
+    est.write_text("onset,offset,pitch,velocity,instrument\n0.1,0.5,60,80,\n0.6,1.0,64,80,\n")
+    result = invoke("eval", ref, est, "--by-instrument", "--json", tmp_path / "s.json")
+    assert result.exit_code == 0 and "no instrument labels" in result.output
+    scores = json.loads((tmp_path / "s.json").read_text())["files"][0]
+    assert scores["note_onset"]["f1"] == 1.0 and "by_instrument" not in scores
+    labelled = invoke("eval", ref, ref, "--by-instrument", "--json", tmp_path / "t.json")
+    assert labelled.exit_code == 0 and "no instrument labels" not in labelled.output
+    assert set(json.loads((tmp_path / "t.json").read_text())["files"][0]["by_instrument"]) == {"violin", "cello"}

@@ -35,6 +35,8 @@ class ScoreReport:
             ``transcribe`` (model and decoding, no I/O), when a model was run.
         tokens: name -> token measures of the "CTC vs. Seq2Seq" study
             (:func:`amtcli.evaluation.token_metrics`), when a model was run.
+        unlabelled: names whose estimate has no instrument labels, scored pooled only
+            although per-instrument scores were asked for (see :func:`_evaluate`).
     """
 
     results: list[EvalResult]
@@ -43,6 +45,7 @@ class ScoreReport:
     audio_s: float = 0.0
     transcribe_s: float = 0.0
     tokens: dict[str, dict[str, float]] = field(default_factory=dict)
+    unlabelled: list[str] = field(default_factory=list)
 
 
 def _note_files(folder: Path) -> dict[str, Path]:
@@ -79,6 +82,19 @@ def _pairs(ref: Path, est: Path) -> tuple[list[tuple[str, Path, Path]], list[str
     raise LabelError(f"give two files or two folders, not {ref} and {est}")
 
 
+def _evaluate(reference, estimate, name: str, by_instrument: bool, unlabelled: list[str]) -> EvalResult:
+    """:func:`~amtcli.evaluation.evaluate_notes`, except that an estimate without any
+    instrument label (amtcli's models do not tell instruments apart) is scored pooled only
+    and its name added to ``unlabelled``: matched per instrument, every reference
+    instrument would score 0 against one "unknown" row."""
+    from amtcli.evaluation import evaluate_notes
+
+    if by_instrument and estimate and all(note.program is None for note in estimate):
+        unlabelled.append(name)
+        by_instrument = False
+    return evaluate_notes(reference, estimate, name=name, by_instrument=by_instrument)
+
+
 def score_paths(ref: Path, est: Path, by_instrument: bool = False) -> ScoreReport:
     """Score one estimate file against one reference file, or two folders pair by pair.
 
@@ -86,12 +102,12 @@ def score_paths(ref: Path, est: Path, by_instrument: bool = False) -> ScoreRepor
     folders share no file name. A malformed file fails only its own pair (listed in
     ``failed``); the other pairs are still scored.
     """
-    from amtcli.evaluation import evaluate_notes
     from amtcli.references import load_notes
 
     pairs, unpaired = _pairs(Path(ref), Path(est))
     results: list[EvalResult] = []
     failed: list[str] = []
+    unlabelled: list[str] = []
     for name, ref_path, est_path in pairs:
         try:
             reference, estimate = load_notes(ref_path), load_notes(est_path)
@@ -100,8 +116,8 @@ def score_paths(ref: Path, est: Path, by_instrument: bool = False) -> ScoreRepor
                 raise
             failed.append(str(exc))
             continue
-        results.append(evaluate_notes(reference, estimate, name=name, by_instrument=by_instrument))
-    return ScoreReport(results=results, unpaired=unpaired, failed=failed)
+        results.append(_evaluate(reference, estimate, name, by_instrument, unlabelled))
+    return ScoreReport(results=results, unpaired=unpaired, failed=failed, unlabelled=unlabelled)
 
 
 def score_recordings(model, items: list[tuple[str, Path, Path]], options=None, by_instrument: bool = False,
@@ -115,12 +131,12 @@ def score_recordings(model, items: list[tuple[str, Path, Path]], options=None, b
     import time
 
     from amtcli.audio import load_audio
-    from amtcli.evaluation import evaluate_notes, token_metrics
+    from amtcli.evaluation import token_metrics
     from amtcli.inference import transcribe
     from amtcli.references import load_notes
     from amtcli.writers.pianoroll import write_pianoroll
 
-    results, failed, audio_s, transcribe_s, tokens = [], [], 0.0, 0.0, {}
+    results, failed, audio_s, transcribe_s, tokens, unlabelled = [], [], 0.0, 0.0, {}, []
     for index, (name, audio_path, label_path) in enumerate(items, start=1):
         try:
             reference = load_notes(label_path)
@@ -129,7 +145,7 @@ def score_recordings(model, items: list[tuple[str, Path, Path]], options=None, b
             estimate = transcribe(model, audio, options)
             transcribe_s += time.perf_counter() - started
             audio_s += audio.duration_s
-            results.append(evaluate_notes(reference, list(estimate.notes), name=name, by_instrument=by_instrument))
+            results.append(_evaluate(reference, list(estimate.notes), name, by_instrument, unlabelled))
             tokens[name] = token_metrics(reference, list(estimate.notes))
             if png_dir is not None:
                 write_pianoroll(estimate, png_dir / f"{name}.png", reference=reference, overwrite=overwrite)
@@ -138,7 +154,7 @@ def score_recordings(model, items: list[tuple[str, Path, Path]], options=None, b
         if console is not None:
             console.print(f"scored {index}/{len(items)}: {name}", highlight=False)
     return ScoreReport(results=sorted(results, key=lambda r: r.name), failed=failed, audio_s=audio_s,
-                       transcribe_s=transcribe_s, tokens=tokens)
+                       transcribe_s=transcribe_s, tokens=tokens, unlabelled=sorted(unlabelled))
 
 
 def score_model(model_name: str, dataset: Path, split: str, device: str = "auto", by_instrument: bool = False,
