@@ -194,7 +194,7 @@ def print_results(results: list[EvalResult], console) -> None:
     from amtcli.evaluation import mean_result
 
     table = Table(title="note and frame scores (onset tolerance 50 ms)")
-    table.add_column("file")
+    table.add_column("file", overflow="fold")       # long names wrap instead of being cut
     for column in ("onset P", "onset R", "onset F1", "offset F1", "frame F1", "n_ref", "n_est"):
         table.add_column(column, justify="right")
 

@@ -155,8 +155,8 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
             for target in targets.values():
                 other = claimed.get(target.resolve())
                 if other is not None:
-                    raise OutputError(f"{target} would also be written for {other}; transcribe {path} "
-                                      "into another output folder")
+                    raise OutputError(f"{target} would also be written for {other}; rename {path}, or "
+                                      "transcribe it in a separate command with its own -o or --output-dir")
             maps = None
             if request.attention_png is not None:
                 maps = attention_stem(request.attention_png, targets)
@@ -207,7 +207,8 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
                     continue
                 summary.add(result.duration_s, len(result.notes))
                 console.print(
-                    f"[green]ok[/green] {path}: {len(result.notes)} notes -> {', '.join(str(p) for p in written)}",
+                    f"[green]ok[/green] {path}: {len(result.notes)} note{'' if len(result.notes) == 1 else 's'} -> "
+                    f"{', '.join(str(p) for p in written)}",
                     highlight=False, soft_wrap=True,
                 )
     if len(files) > 1 or summary.failed:
