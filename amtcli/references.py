@@ -11,7 +11,9 @@ Supported inputs, chosen by suffix and, for CSV, by the header line:
   0-based program (unknown when absent or empty). This is what
   :func:`amtcli.writers.csv.write_csv` writes.
 - MIDI (``.mid``, ``.midi``) through pretty_midi: every non-drum note, with its track's
-  0-based program and its velocity. Sustain pedal is **not** applied: a note ends at its
+  0-based program and its velocity; notes of a program-0 track named ``"transcription"``
+  (where :func:`amtcli.writers.midi.write_midi` puts notes without an instrument) have
+  no program, so amtcli's MIDI reads back as instrument-less, like its CSV. Sustain pedal is **not** applied: a note ends at its
   note-off. Zero-length notes (note-off at the note-on time) are skipped.
 
 Same-pitch notes of the same instrument must not overlap (see
@@ -197,10 +199,13 @@ def _read_midi(path: Path) -> list[Note]:
         midi = pretty_midi.PrettyMIDI(str(path))
     except Exception as exc:  # pretty_midi/mido raise many types for corrupt files
         raise LabelError(f"{path}: cannot read MIDI file ({type(exc).__name__}: {exc})") from None
+    from amtcli.writers.midi import UNKNOWN_TRACK_NAME
+
     notes: list[Note] = []
     for instrument in midi.instruments:
         if instrument.is_drum:
             continue
+        unlabelled = instrument.program == 0 and instrument.name == UNKNOWN_TRACK_NAME
         for note in instrument.notes:
             if not note.end > note.start:
                 continue
@@ -211,7 +216,7 @@ def _read_midi(path: Path) -> list[Note]:
                         offset_s=float(note.end),
                         pitch=int(note.pitch),
                         velocity=int(note.velocity),
-                        program=int(instrument.program),
+                        program=None if unlabelled else int(instrument.program),
                     )
                 )
             except ValueError as exc:

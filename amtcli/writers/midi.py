@@ -8,9 +8,10 @@ from amtcli.atomic import atomic_path
 from amtcli.instruments import program_name
 from amtcli.types import Transcription
 
-#: Ticks per quarter note. At 120 bpm one tick is 0.52 ms, so times survive a round
-#: trip to within 0.26 ms (pretty_midi's default of 220 would allow 1.1 ms).
-TICKS_PER_BEAT = 960
+#: Ticks per quarter note. At the default 120 bpm one tick is exactly 0.5 ms, so times on
+#: a millisecond grid (decoded notes, the CSV's precision) survive a round trip exactly
+#: (960 gave 0.52 ms ticks: 0.320 s came back as 0.319792 s).
+TICKS_PER_BEAT = 1000
 #: Track name used for notes whose instrument is unknown (program None).
 UNKNOWN_TRACK_NAME = "transcription"
 
