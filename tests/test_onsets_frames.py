@@ -127,3 +127,32 @@ def test_dilated_acoustic_model_takes_the_cnn_trunk_and_its_weights(tmp_path):
     assert loaded.config["acoustic"] == "dilated" and loaded.config["dilations"] == [1, 2]
     with pytest.raises(ValueError, match="acoustic"):
         OnsetsFramesConfig(acoustic="transformer")
+
+
+def test_frame_readout_copied_from_a_cnn_starts_as_that_cnn(tmp_path):
+    """With frame_readout the frame logits are a per-frame read-out of the trunk plus the
+    conditioned BiLSTM head, which starts at zero: copied from a cnn checkpoint, the onf
+    gives that cnn's frame probabilities before any training, and training moves them."""
+    from dataclasses import replace
+
+    from amtcli.checkpoint import copy_weights
+    from amtcli.families.framewise_cnn import FramewiseCNN, FramewiseCNNConfig
+
+    torch.manual_seed(0)
+    cnn = FramewiseCNN(FramewiseCNNConfig(features=FeatureSpec(n_bins=64), stem_channels=4, model_dim=16, blocks=1,
+                                          dilations=(1, 2)))
+    save_checkpoint(tmp_path / "cnn", "cnn", cnn.config.to_dict(), cnn)
+    config = replace(DILATED, frame_readout=True)
+    model = OnsetsFrames(config)
+    copy_weights(model, tmp_path / "cnn", ("norm", "acoustic=transcriber", "frame_readout=transcriber.frame"))
+    cnn.eval(), model.eval()
+    audio = torch.randn(2, 16000)
+    with torch.no_grad():
+        assert torch.allclose(model(audio)["frame"], cnn(audio)["frame"], atol=1e-5)
+    targets = {k: torch.from_numpy(v)[None].repeat(2, 1, 1) for k, v in
+               frame_targets([Note(0.2, 0.6, 60)], 0.0, 50, 50.0).items()}
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    train_step(model.train(), onsets_frames_loss, optimizer, audio, targets, 3.0)
+    assert float(model.frame_head.out.weight.detach().abs().sum()) > 0  # the correction trains
+    save_checkpoint(tmp_path / "onf", "onf", config.to_dict(), model)
+    assert load_checkpoint(tmp_path / "onf").config["frame_readout"] is True

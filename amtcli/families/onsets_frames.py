@@ -38,6 +38,10 @@ class OnsetsFramesConfig(FamilyConfig):
             ``blocks`` x ``dilations``, as the ``cnn`` family).
         model_dim: acoustic features per frame.
         lstm_units: units per direction of the onset and frame heads.
+        frame_readout: add a linear per-frame read-out of the acoustic features to the
+            frame head's logits (a 1x1 convolution, the ``cnn`` family's frame output, so
+            it can be copied from a ``cnn`` checkpoint with ``[init]``); the conditioned
+            BiLSTM frame head then starts at zero and learns a correction to it.
     """
 
     features: FeatureSpec = FeatureSpec()
@@ -45,6 +49,7 @@ class OnsetsFramesConfig(FamilyConfig):
     model_dim: int = 256
     lstm_units: int = 64
     acoustic: str = "conv"
+    frame_readout: bool = False
     stem_channels: int = 16
     blocks: int = 4
     dilations: tuple[int, ...] = (1, 2, 4)
@@ -138,6 +143,11 @@ class OnsetsFrames(nn.Module):
         self.velocity_head = nn.Linear(config.model_dim, N_KEYS)
         self.frame_in = nn.Linear(config.model_dim, config.model_dim // 2)
         self.frame_head = BiLSTMHead(config.model_dim // 2 + 2 * N_KEYS, config.lstm_units)
+        if config.frame_readout:
+            self.frame_readout = nn.Conv1d(config.model_dim, N_KEYS, 1)
+            for layer in (self.frame_head.direct, self.frame_head.out):   # a correction, zero at first
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
     def acoustic_features(self, audio: torch.Tensor) -> torch.Tensor:
         """Audio (batch, n_samples) -> (batch, n_frames, model_dim)."""
@@ -152,6 +162,8 @@ class OnsetsFrames(nn.Module):
             dim=-1,
         )
         frame = self.frame_head(frame_input)
+        if self.config.frame_readout:
+            frame = frame + self.frame_readout(acoustic.transpose(1, 2)).transpose(1, 2)
         return {"onset": onset, "offset": offset, "frame": frame, "velocity": self.velocity_head(acoustic)}
 
     @staticmethod
