@@ -2,7 +2,7 @@
 
 Computes each recording's posteriorgram once, decodes it with every combination of
 note-start rule ("onset" or "frame"), onset threshold, frame threshold, minimum
-note duration, gap filling and re-onset rise (the last two act in frame-only
+note duration, gap filling and re-onset rise (the last two act in frame-start
 decoding) and blank offset (CTC models), and prints mean note-onset F1 (and note-with-offset and frame F1) per
 combination. For seq2seq models, which decode tokens and not posteriors, it runs the
 whole decoder once per choice of --token-grammar, --confirm, --onset-confirm, --end and --beam instead. With --write, stores the
@@ -42,8 +42,9 @@ def main() -> None:
     parser.add_argument("--frame", default="0.3,0.4,0.5")
     parser.add_argument("--min-duration", default="0.05,0.1")
     parser.add_argument("--note-start", default="onset,frame")
-    parser.add_argument("--gap-fill", default="0.04", help="gap_fill_s values (frame-only decoding)")
-    parser.add_argument("--reonset", default="0", help="reonset_threshold values (frame-only decoding)")
+    parser.add_argument("--gap-fill", default="0.04", help="gap_fill_s values (frame-start decoding)")
+    parser.add_argument("--reonset", default="0",
+                        help="reonset_threshold values (frame-start decoding, with or without an onset head)")
     parser.add_argument("--blank-offset", default="0", help="blank_offset values (CTC models)")
     parser.add_argument("--token-grammar", default="on,off", help="seq2seq models: decode with / without the grammar")
     parser.add_argument("--confirm", default="0", help="seq2seq models: confirm_threshold values (0: off)")
@@ -97,14 +98,15 @@ def main() -> None:
     rows = []
     has_onsets = "onset" in model.module.CHANNELS
     is_ctc = getattr(model.module, "OUTPUT", "frames") == "ctc"
-    frame_only = not has_onsets and not is_ctc
     grid = itertools.product(args.note_start.split(",") if has_onsets else ["frame"],
                              map(float, args.onset.split(",") if has_onsets else ["0.5"]),
                              map(float, args.frame.split(",")), map(float, args.min_duration.split(",")),
                              map(float, args.gap_fill.split(",") if not is_ctc else ["0"]),
-                             map(float, args.reonset.split(",") if frame_only else ["0"]),
+                             map(float, args.reonset.split(",") if not is_ctc else ["0"]),
                              map(float, args.blank_offset.split(",") if is_ctc else ["0"]))
     for start, onset, frame, min_duration, gap_fill, reonset, blank_offset in grid:
+        if start == "onset" and reonset > 0:
+            continue                    # the onset rule has no frame re-onset
         options = DecodeOptions(onset_threshold=onset, frame_threshold=frame, min_duration_s=min_duration,
                                 gap_fill_s=gap_fill, reonset_threshold=reonset, note_start=start,
                                 blank_offset=blank_offset)
