@@ -133,28 +133,28 @@ _ENTRIES: tuple[ModelEntry, ...] = (
     ModelEntry(
         name='cnn',
         family='cnn',
-        description='Frame-wise CNN, 0.69 M parameters, the fastest bundled model and the most accurate on real recordings (default).',
+        description='Frame-wise CNN, 0.69 M parameters, the fastest bundled model (default); onf adds Onsets-and-Frames heads to its trunk.',
         repo_id=None,
         revision=None,
         files=(
             ModelFile('config.json', sha256='041931efc2144aa30d25f935e233ec31187f2d15d397d76fccc4c1929a024e4e', size=967),
             ModelFile('model.safetensors', sha256='421b85886b7d22039562160f10f1abe1b05fdd69f3eab47c75b0d441f901c5f5', size=2764952),
-            ModelFile('README.md', sha256='099033b01bc1955dbeaa242a0990fc6447ee548f591bc774fbbe9189fba36c74', size=8703),
+            ModelFile('README.md', sha256='f804876ac19edb14a0807a48726b4007cd1c491860a08105b947c891edeae381', size=8720),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.722, 'note-onset F1, realdev (Bach10, mean)': 0.666, 'frame F1, realdev': 0.863},
     ),
     ModelEntry(
         name='onf',
         family='onf',
-        description='Onsets-and-Frames for CPUs, 0.64 M parameters, trained on 7.25 h of synthesized chamber music.',
+        description='Onsets-and-Frames heads on the cnn trunk, 1.02 M parameters, trained on synthesized chamber music (five soundfonts).',
         repo_id=None,
         revision=None,
         files=(
-            ModelFile('config.json', sha256='9d1b8bf872131dd8d8058864f97b7937fb65191c29e61043336a651b881c860d', size=829),
-            ModelFile('model.safetensors', sha256='c2bd5f1fc1106fbbf85117559084501abdb924bb20b858ae145af00d915500c1', size=2580384),
-            ModelFile('README.md', sha256='ab72c9fcc6a07112fbf0dbd9d20a61c83c0deaf79af2ec9394e1a1d95d42b657', size=8929),
+            ModelFile('config.json', sha256='fcfb63f08d5995c7f8ad3e3ebb5c3415ba732e64a6f193589a2ee9efd3aff566', size=953),
+            ModelFile('model.safetensors', sha256='9d7fff19695f8b720f2840521be73680f7f836aa8c5dc7f771dca3963d71ab1e', size=4090768),
+            ModelFile('README.md', sha256='c7f023441c224c7f003534c4b90dcc7e780d75ba2cb41f8ae7945ff71eb52c00', size=7171),
         ),
-        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.658, 'note-onset F1, realdev (Bach10, mean)': 0.624, 'frame F1, realdev': 0.871},
+        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.723, 'note-onset F1, realdev (Bach10, mean)': 0.669, 'frame F1, realdev': 0.863},
     ),
     ModelEntry(
         name='ctc',
@@ -165,7 +165,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='525e75f201299a4f71d4aa0fcc4b880d7fdfefce57a45d85234ad5bc5869b8b1', size=1075),
             ModelFile('model.safetensors', sha256='a36ab8ff55566c1b56001100d7788eae432f95dfb07b855f61cc38bd9a4b2a90', size=2177904),
-            ModelFile('README.md', sha256='5e0834473901fefce43c6dfb4efc2a699d8298123e5f938f7b9d6336f417b0a8', size=7783),
+            ModelFile('README.md', sha256='d45a330c265abee7117fa508c011a0fa1e94996cde24954b0800b194ff7f9cd9', size=7800),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.735, 'note-onset F1, realdev (Bach10, mean)': 0.579, 'frame F1, realdev': 0.581, 'token F1, synthetic test': 0.796},
     ),
@@ -178,7 +178,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='bdf01591beea866148ee5bec64f112ceea2ffe29859966f48a20f62798974846', size=1290),
             ModelFile('model.safetensors', sha256='d7de8e516d93a5eb5b6f5a7115fab33f65bd5cc1eaa69ea6fd9f983f26ed25c4', size=3222348),
-            ModelFile('README.md', sha256='a8c9b979874ad08920db91ed92206157bbe5edf002383ff68bea8d34155a1bbe', size=12184),
+            ModelFile('README.md', sha256='36691ba44bf2085d758ae721b1df3a82e3237f5658d8d433ca0acfdbce77d9a9', size=12201),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.565, 'note-onset F1, realdev (Bach10, mean)': 0.407, 'frame F1, realdev': 0.591, 'token F1, synthetic test': 0.654},
     ),
