@@ -178,7 +178,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='bdf01591beea866148ee5bec64f112ceea2ffe29859966f48a20f62798974846', size=1290),
             ModelFile('model.safetensors', sha256='d7de8e516d93a5eb5b6f5a7115fab33f65bd5cc1eaa69ea6fd9f983f26ed25c4', size=3222348),
-            ModelFile('README.md', sha256='36691ba44bf2085d758ae721b1df3a82e3237f5658d8d433ca0acfdbce77d9a9', size=12201),
+            ModelFile('README.md', sha256='b2f7bca550cfc6ed12c06bcefa5a0e845c407b7402fa582f5aeb37eca3625758', size=12282),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.565, 'note-onset F1, realdev (Bach10, mean)': 0.407, 'frame F1, realdev': 0.591, 'token F1, synthetic test': 0.654},
     ),
