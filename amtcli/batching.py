@@ -143,7 +143,7 @@ def _new_state(model: LoadedModel, key, item: Audio | AudioStream, spec: WindowS
                options: DecodeOptions) -> _FileState:
     counter = _CountingBlocks(item.blocks() if hasattr(item, "blocks") else [item.samples])
     return _FileState(key, item.source, item.sample_rate, stream_windows(counter, spec),
-                      ChunkDecoder(model, options, spec), counter=counter)
+                      ChunkDecoder(model, options), counter=counter)
 
 
 class ReadAhead:
@@ -185,6 +185,11 @@ class ReadAhead:
             except queue.Full:
                 continue
         return False
+
+    @property
+    def reading(self) -> bool:
+        """True while the background thread still holds the file."""
+        return self._thread.is_alive()
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop reading ahead and wait (up to ``timeout_s``) for the thread to let go of

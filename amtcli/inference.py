@@ -18,11 +18,11 @@ import torch
 
 from amtcli.audio import Audio
 from amtcli.checkpoint import LoadedModel
-from amtcli.decoding.frames import JoinGrid, decoder_for
+from amtcli.decoding.frames import decoder_for
 from amtcli.errors import ConfigError
 from amtcli.options import DecodeOptions, WindowSpec
 from amtcli.types import Transcription
-from amtcli.windowing import iter_windows, stitch_stream, total_frames
+from amtcli.windowing import iter_windows, join_frames, stitch_stream, total_frames
 
 
 def pick_device(name: str) -> torch.device:
@@ -96,9 +96,7 @@ class ChunkDecoder:
     whole windows, so one that falls where two windows overlap may be counted twice.
     """
 
-    def __init__(self, model: LoadedModel, options: DecodeOptions, spec: WindowSpec | None = None):
-        """``spec``: the windowing whose outputs are decoded (default: the model's), so
-        frame decoders know where one window's output hands over to the next."""
+    def __init__(self, model: LoadedModel, options: DecodeOptions):
         rate = model.features.frame_rate_hz
         self.frame_rate_hz = rate
         self.kind = output_kind(model)
@@ -121,9 +119,7 @@ class ChunkDecoder:
                 self._decoder = CTCGreedyDecoder(model.module.layout, rate, **common)
             return
         channels = model.module.CHANNELS
-        spec = spec or window_spec(model)
-        self._decoder = decoder_for(rate, options, "onset" in channels,
-                                    JoinGrid.for_windows(spec.window_frames, spec.hop_frames))
+        self._decoder = decoder_for(rate, options, "onset" in channels)
         self._frame_at = channels.index("frame")
         self._onset_at = channels.index("onset") if "onset" in channels else None
         self._velocity_at = channels.index("velocity") if "velocity" in channels else None
@@ -140,6 +136,8 @@ class ChunkDecoder:
     def push_window(self, output: np.ndarray, start_frame: int, lo: int, hi: int) -> list:
         """One window's output; frames [lo, hi) of it (window-relative) are its own."""
         if self.kind != "tokens":
+            if start_frame > 0:                 # a later window: its first kept frame is a join
+                self.add_joins([start_frame + lo])
             return self.push(output[lo:hi])
         from amtcli.decoding.tokens import PAD
 
@@ -150,6 +148,12 @@ class ChunkDecoder:
         tokens = output[:-2].tolist()
         tokens = tokens[: tokens.index(PAD)] if PAD in tokens else tokens   # the row's padding, not output
         return self._decoder.push(tokens, start_s, start_s + lo / rate, start_s + hi / rate)
+
+    def add_joins(self, frames) -> None:
+        """Global frames where one window's output hands over to the next: frame decoders
+        re-attack no sounding note there (CTC and token decoders need no such rule)."""
+        if self.kind == "frames":
+            self._decoder.add_joins(frames)
 
     def push(self, chunk: np.ndarray) -> list:
         if self.kind == "ctc":
@@ -166,9 +170,12 @@ class ChunkDecoder:
 
 
 def decode_chunks(model: LoadedModel, chunks, options: DecodeOptions, spec: WindowSpec | None = None) -> list:
-    """Decode stitched posteriorgram chunks (from :func:`stitched_posteriors`, windowed by
-    ``spec``, default the model's) into notes sorted by onset."""
-    decoder = ChunkDecoder(model, options, spec)
+    """Decode a recording's stitched posteriorgram, as chunks in order (from
+    :func:`stitched_posteriors`, windowed by ``spec``, default the model's), into notes
+    sorted by onset: the same notes as :func:`transcribe` gives."""
+    chunks = list(chunks)
+    decoder = ChunkDecoder(model, options)
+    decoder.add_joins(join_frames(sum(len(c) for c in chunks), spec or window_spec(model)))
     notes = []
     for chunk in chunks:
         notes.extend(decoder.push(chunk))

@@ -30,6 +30,14 @@ def window_count(n_frames: int, spec: WindowSpec) -> int:
     return 1 + math.ceil((n_frames - spec.window_frames) / spec.hop_frames)
 
 
+def join_frames(n_frames: int, spec: WindowSpec) -> list[int]:
+    """Frames of a stitched posteriorgram of ``n_frames`` frames where one window's kept
+    part ends and the next one's begins (the first kept frame of windows 1, 2, ...);
+    none for a single window."""
+    return [index * spec.hop_frames + keep_span(index, False, None, spec)[0]
+            for index in range(1, window_count(n_frames, spec))]
+
+
 def window_start_frames(n_frames: int, spec: WindowSpec) -> list[int]:
     """Start frame of each window."""
     return [i * spec.hop_frames for i in range(window_count(n_frames, spec))]

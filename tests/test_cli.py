@@ -224,3 +224,19 @@ def test_by_instrument_with_an_unlabelled_estimate_says_so(tmp_path):
     labelled = invoke("eval", ref, ref, "--by-instrument", "--json", tmp_path / "t.json")
     assert labelled.exit_code == 0 and "no instrument labels" not in labelled.output
     assert set(json.loads((tmp_path / "t.json").read_text())["files"][0]["by_instrument"]) == {"violin", "cello"}
+
+
+def test_attention_map_lookup_takes_names_literally(tmp_path):
+    from amtcli.commands.transcribe import existing_maps
+
+    (tmp_path / "take [live].window000.attention.png").write_bytes(b"x")
+    assert existing_maps(tmp_path / "take [live]") == [tmp_path / "take [live].window000.attention.png"]
+    assert existing_maps(tmp_path / "take *") == []
+
+
+def test_an_existing_file_with_an_unknown_suffix_is_not_an_output_folder(tmp_path, random_onf_checkpoint):
+    write_tone(tmp_path / "a.wav")
+    (tmp_path / "notes.txt").write_text("keep")
+    result = invoke("transcribe", tmp_path / "a.wav", "-o", tmp_path / "notes.txt", "--model", random_onf_checkpoint)
+    assert result.exit_code == 2 and "unknown output type" in result.output
+    assert (tmp_path / "notes.txt").read_text() == "keep"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from amtcli.decoding.frames import FrameOnlyDecoder, JoinGrid, OnsetFrameDecoder, decode_posteriors
+from amtcli.decoding.frames import FrameOnlyDecoder, OnsetFrameDecoder, decode_posteriors
 from amtcli.options import DecodeOptions
 from amtcli.types import FramePosteriors
 
@@ -138,19 +138,36 @@ def test_frame_start_mode_uses_onsets_only_to_reattack():
     assert decode_onf(frames, onsets) and spans(decode_onf(frames, onsets)) == [(0.6, 1.2, 60)]
 
 
-def test_join_grid_marks_where_windows_hand_over():
-    grid = JoinGrid.for_windows(window_frames=500, hop_frames=250)     # 10 s windows, 5 s hop
-    assert (grid.first, grid.period) == (375, 250)                      # 7.5 s, 12.5 s, ...
-    assert np.flatnonzero(grid.mask(300, 400)).tolist() == [75, 325]    # frames 375 and 625
-    assert JoinGrid.for_windows(500, 400).first == 450                  # 8 s hop: 9 s, 17 s, ...
+def test_join_frames_are_where_a_later_window_s_kept_part_begins():
+    from amtcli.options import FeatureSpec, WindowSpec
+    from amtcli.windowing import join_frames, keep_range, window_count
+
+    spec = WindowSpec.from_seconds(FeatureSpec(), 10.0, 5.0)            # 500 frames, hop 250
+    assert join_frames(450, spec) == []                                 # one window: no join
+    assert join_frames(700, spec) == [375]                              # two windows: 7.5 s
+    assert join_frames(1100, spec) == [375, 625, 875]
+    n = 1100
+    assert join_frames(n, spec) == [i * spec.hop_frames + keep_range(i, window_count(n, spec), n, spec)[0]
+                                    for i in range(1, window_count(n, spec))]
+    assert join_frames(1100, WindowSpec.from_seconds(FeatureSpec(), 10.0, 10.0)) == [500, 1000]  # no overlap
 
 
-@pytest.mark.parametrize("chunk", [None, 7])
-def test_no_reattack_of_a_held_note_where_windows_hand_over(chunk):
+def _decode(kind, options, frames, onsets, joins, cuts):
+    decoder = kind(RATE, options)
+    decoder.add_joins(joins)
+    notes, edges = [], [0, *cuts, len(frames)]
+    for a, b in zip(edges, edges[1:]):
+        notes += decoder.push(frames[a:b], onsets[a:b])
+    return spans(notes + decoder.finish())
+
+
+@pytest.mark.parametrize("cuts", [[], [7, 14, 21], [30, 80], [29, 31, 79, 81]])
+def test_no_reattack_of_a_held_note_where_windows_hand_over(cuts):
     """A stitched onset channel can step up at a join (the next window reads a note it
     enters mid-way as an onset); that step must not split the held note. A rise one frame
-    later, a new note at the join and a held note's re-attack elsewhere still count."""
-    grid = JoinGrid(first=30, period=50)                                # joins at frames 30, 80
+    later, a new note at the join and a held note's re-attack elsewhere still count, and
+    cutting the posteriorgram anywhere (at the joins, as transcription does) changes nothing."""
+    joins = [30, 80]
     frames, onsets = empty(), empty()
     frames[10:120, 39] = 0.9
     onsets[10, 39] = 0.9
@@ -158,29 +175,38 @@ def test_no_reattack_of_a_held_note_where_windows_hand_over(chunk):
     onsets[100, 39] = 0.9              # an onset off the joins: re-attack
     frames[80:90, 50] = 0.9            # a new note starting at the join 80
     onsets[80, 50] = 0.9
-    for options in (DecodeOptions(), DecodeOptions(note_start="frame", onset_threshold=0.7)):
-        decoder = (OnsetFrameDecoder if options.note_start == "onset" else FrameOnlyDecoder)(RATE, options, grid)
-        notes = []
-        step = chunk or 200
-        for i in range(0, 200, step):
-            notes += decoder.push(frames[i : i + step], onsets[i : i + step])
-        notes += decoder.finish()
-        assert spans(notes) == [(0.2, 2.0, 60), (1.6, 1.8, 71), (2.0, 2.4, 60)]
-        without = (OnsetFrameDecoder if options.note_start == "onset" else FrameOnlyDecoder)(RATE, options)
-        split = without.push(frames, onsets) + without.finish()
-        assert (0.6, 2.0, 60) in spans(split)                           # without the grid: split at 0.6 s
+    for kind, options in ((OnsetFrameDecoder, DecodeOptions()),
+                          (FrameOnlyDecoder, DecodeOptions(note_start="frame", onset_threshold=0.7))):
+        assert _decode(kind, options, frames, onsets, joins, cuts) == [(0.2, 2.0, 60), (1.6, 1.8, 71), (2.0, 2.4, 60)]
+        assert (0.6, 2.0, 60) in _decode(kind, options, frames, onsets, [], cuts)   # without joins: split at 0.6 s
     shifted = onsets.copy()
     shifted[30, 39] = 0.0              # the rise comes one frame after the join: a real re-attack
-    decoder = OnsetFrameDecoder(RATE, DecodeOptions(), grid)
-    assert (0.62, 2.0, 60) in spans(decoder.push(frames, shifted) + decoder.finish())
+    assert (0.62, 2.0, 60) in _decode(OnsetFrameDecoder, DecodeOptions(), frames, shifted, joins, cuts)
+
+
+@pytest.mark.parametrize("cuts", [[], [30], [13, 29, 30, 47]])
+def test_join_rule_follows_the_decoder_state_not_the_chunking(cuts):
+    """Frames sound without an open note (no onset yet) when an onset arrives at a join: it
+    starts the note. A note inside a filled gap is not sounding: an onset at a join
+    re-attacks it."""
+    frames, onsets = empty(), empty()
+    frames[29:60, 39] = 0.9
+    onsets[30:32, 39] = 0.9
+    assert _decode(OnsetFrameDecoder, DecodeOptions(), frames, onsets, [30], cuts) == [(0.6, 1.2, 60)]
+    frames, onsets = empty(), empty()
+    frames[10:28, 39] = 0.9            # falls at 28, back at 30 with an onset: inside the 0.1 s gap fill
+    frames[30:60, 39] = 0.9
+    onsets[10, 39] = onsets[30, 39] = 0.9
+    options = DecodeOptions(note_start="frame", gap_fill_s=0.1, min_duration_s=0.0, onset_threshold=0.5)
+    assert _decode(FrameOnlyDecoder, options, frames, onsets, [30], cuts) == [(0.2, 0.56, 60), (0.6, 1.2, 60)]
 
 
 def test_frame_rise_at_a_join_does_not_split_a_held_note():
-    grid = JoinGrid(first=30, period=50)
     frames = empty()
     frames[10:100, 39] = 0.5
     frames[30:100, 39] = 0.9           # a jump of 0.4 exactly at the join
     options = DecodeOptions(note_start="frame", reonset_threshold=0.3, min_duration_s=0.0)
-    decoder = FrameOnlyDecoder(RATE, options, grid)
+    decoder = FrameOnlyDecoder(RATE, options)
+    decoder.add_joins([30])
     assert spans(decoder.push(frames) + decoder.finish()) == [(0.2, 2.0, 60)]
     assert len(decode_frames(frames, options)) == 2

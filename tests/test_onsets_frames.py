@@ -7,7 +7,7 @@ from amtcli.checkpoint import load_checkpoint, save_checkpoint
 from amtcli.errors import ModelError
 from amtcli.families.onsets_frames import OnsetsFrames, OnsetsFramesConfig, onsets_frames_loss
 from amtcli.inference import transcribe
-from amtcli.options import FeatureSpec
+from amtcli.options import DecodeOptions, FeatureSpec
 from amtcli.training.steps import train_step
 from amtcli.training.targets import frame_targets
 from amtcli.types import Note
@@ -156,3 +156,21 @@ def test_frame_readout_copied_from_a_cnn_starts_as_that_cnn(tmp_path):
     assert float(model.frame_head.out.weight.detach().abs().sum()) > 0  # the correction trains
     save_checkpoint(tmp_path / "onf", "onf", config.to_dict(), model)
     assert load_checkpoint(tmp_path / "onf").config["frame_readout"] is True
+
+
+def test_transcription_and_tuning_paths_decode_the_same_notes(random_onf_checkpoint):
+    """transcribe() decodes window by window (joins at each later window's first kept
+    frame); tuning and validation decode the stitched posteriorgram in one piece
+    (decode_chunks, joins from the recording's length). Both give the same notes."""
+    from dataclasses import replace
+
+    from amtcli.inference import decode_chunks, stitched_posteriors
+
+    model = load_checkpoint(random_onf_checkpoint)
+    audio = Audio(np.random.default_rng(3).normal(0, 0.3, 16000 * 23).astype(np.float32), 16000)
+    for options in (DecodeOptions(onset_threshold=0.3, frame_threshold=0.3, note_start="onset"),
+                    DecodeOptions(onset_threshold=0.3, frame_threshold=0.3, note_start="frame", reonset_threshold=0.05)):
+        streamed = sorted(transcribe(model, audio, options).notes)
+        whole = decode_chunks(model, [np.concatenate(list(stitched_posteriors(model, audio)))], options)
+        assert streamed and streamed == sorted(whole)
+        assert streamed == sorted(transcribe(model, audio, replace(options), batch_windows=1).notes)

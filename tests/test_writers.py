@@ -63,10 +63,16 @@ def test_midi_read_back_by_reference_loader(tmp_path: Path, transcription: Trans
     # program None goes to a program-0 track named "transcription" and reads back as None
     assert [n.program for n in notes] == [n.program for n in transcription.notes]
     assert None in [n.program for n in notes] and 0 in [n.program for n in notes]   # real pianos stay 0
-    # at 120 bpm the tick is 0.5 ms: times on the millisecond grid come back exactly, others within 0.25 ms
+    # at 120 bpm the tick is 0.5 ms: times on the millisecond grid come back on their tick
+    # (equal up to float rounding), others within half a tick
     for got, want in zip(notes, transcription.notes):
         for a, b in ((got.onset_s, want.onset_s), (got.offset_s, want.offset_s)):
-            assert a == b if round(b * 1000) == b * 1000 else abs(a - b) <= 0.00025
+            on_grid = abs(b * 1000 - round(b * 1000)) < 1e-9
+            assert abs(a - b) <= (1e-9 if on_grid else 0.00025), (a, b)
+    grid = [Note(k / 1000, k / 1000 + 0.005, 60) for k in range(1, 3000, 7)]  # many ms-grid times
+    write_midi(Transcription(tuple(grid), duration_s=3.5, source="x.wav", model="test"), tmp_path / "grid.mid")
+    back = load_notes(tmp_path / "grid.mid")
+    assert max(abs(a.onset_s - b.onset_s) for a, b in zip(back, grid)) < 1e-9
 
 
 def test_midi_rejects_bad_tempo(tmp_path: Path, transcription: Transcription) -> None:

@@ -97,6 +97,7 @@ def _open_ahead(items: list, sample_rate: int, jobs: int):
     upcoming = iter(enumerate(items))
 
     def open_next() -> None:
+        opened[:] = [reader for reader in opened if reader.reading]   # finished ones hold nothing
         for index, (path, _targets) in upcoming:
             try:
                 reader = ReadAhead(AudioStream(path, sample_rate))
@@ -127,6 +128,7 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
     from amtcli.writers.naming import output_is_file, output_paths, write_outputs
 
     check_output_option(request)
+    check_decoding_values(request)
     files = collect_inputs(request.inputs, request.recursive)
     if not files:
         raise ConfigError("no audio files found in the given inputs (wav, flac, ogg, mp3)")
@@ -230,9 +232,18 @@ def check_output_option(request: TranscribeRequest) -> None:
     suffix = output.suffix.lower()
     if suffix in AUDIO_SUFFIXES:
         raise ConfigError(f"-o {output} names an audio file; give a .mid, .csv or .png file or a folder")
-    if suffix and suffix not in FORMAT_BY_SUFFIX and not output.exists():
+    if suffix and suffix not in FORMAT_BY_SUFFIX:
         raise ConfigError(f"-o {output}: unknown output type {output.suffix!r}; give a .mid, .csv or .png "
                           "file, or a folder (create a folder whose name has a dot first)")
+
+
+def check_decoding_values(request: TranscribeRequest) -> None:
+    """Out-of-range decoding flags, named as the user typed them, before any model loads."""
+    for flag, value in (("--onset-threshold", request.onset_threshold), ("--frame-threshold", request.frame_threshold)):
+        if value is not None and not 0.0 < value < 1.0:
+            raise ConfigError(f"{flag} must be between 0 and 1 (exclusive), got {value}")
+    if request.beam_width is not None and request.beam_width < 1:
+        raise ConfigError(f"--beam-width must be at least 1, got {request.beam_width}")
 
 
 def check_decoding_flags(request: TranscribeRequest, model) -> None:
@@ -248,12 +259,6 @@ def check_decoding_flags(request: TranscribeRequest, model) -> None:
     }
     given = {"--onset-threshold": request.onset_threshold, "--frame-threshold": request.frame_threshold,
              "--beam-width": request.beam_width}
-    for flag in ("--onset-threshold", "--frame-threshold"):
-        value = given[flag]
-        if value is not None and not 0.0 < value < 1.0:
-            raise ConfigError(f"{flag} must be between 0 and 1 (exclusive), got {value}")
-    if request.beam_width is not None and request.beam_width < 1:
-        raise ConfigError(f"--beam-width must be at least 1, got {request.beam_width}")
     for flag, value in given.items():
         if value is not None and not uses[flag]:
             users = {"--onset-threshold": "models with an onset head (onf)",
@@ -273,7 +278,10 @@ def attention_stem(folder: Path, targets: dict[str, Path]) -> Path:
 
 def existing_maps(stem: Path) -> list[Path]:
     """Attention maps already written for ``stem`` (see :func:`attention_stem`)."""
-    return sorted(stem.parent.glob(f"{stem.name}.window*.attention.png")) if stem.parent.is_dir() else []
+    import glob
+
+    pattern = f"{glob.escape(stem.name)}.window*.attention.png"    # names may hold [ ] * ?
+    return sorted(stem.parent.glob(pattern)) if stem.parent.is_dir() else []
 
 
 def write_attention_maps(model, path: Path, stem: Path, overwrite: bool) -> list[Path]:

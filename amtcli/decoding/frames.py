@@ -16,16 +16,17 @@ Both take (n, 88) chunks in order (``push``) and emit finished notes, then
 notes. Frame k is time k / frame_rate_hz seconds; column j is MIDI pitch 21 + j.
 
 Posteriorgrams stitched from overlapping windows change from one window's output to
-the next at the joins (:class:`JoinGrid`). A step there is not a rise inside a note:
-given the joins, neither decoder re-attacks a held note at a join frame (an onset head
-that reads a window starting mid-note as an onset would otherwise split sustained notes
-at every join).
+the next at the joins (:func:`~amtcli.windowing.join_frames`). A step there is not a rise
+inside a note: told the joins (``add_joins``), neither decoder re-attacks a note that is
+sounding when a join frame arrives (an onset head that reads a window starting mid-note as
+an onset would otherwise split sustained notes at every join). The rule uses the decoder's
+own note state, so it too gives the same notes however the posteriorgram is chunked.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -33,35 +34,12 @@ from amtcli.options import DecodeOptions
 from amtcli.types import N_KEYS, PIANO_LOW, FramePosteriors, Note
 
 
-@dataclass(frozen=True)
-class JoinGrid:
-    """Global frames where a stitched posteriorgram passes from one window's output to
-    the next: ``first``, ``first + period``, ``first + 2 * period``, ...
-
-    For windows of W frames with a hop of H frames, ``first = H + (W - H) // 2`` and
-    ``period = H`` (:meth:`for_windows`).
-    """
-
-    first: int
-    period: int
-
-    @classmethod
-    def for_windows(cls, window_frames: int, hop_frames: int) -> "JoinGrid":
-        return cls(hop_frames + (window_frames - hop_frames) // 2, hop_frames)
-
-    def mask(self, position: int, n: int) -> np.ndarray:
-        """(n,) bool: which of the frames position .. position + n - 1 are joins."""
-        frames = np.arange(position, position + n)
-        return (frames >= self.first) & ((frames - self.first) % self.period == 0)
-
-
 class _RunTracker:
     """Per-pitch note state across chunks, on the global frame index."""
 
-    def __init__(self, frame_rate_hz: float, gap_frames: int, min_frames: int, require_start: bool,
-                 joins: JoinGrid | None = None):
+    def __init__(self, frame_rate_hz: float, gap_frames: int, min_frames: int, require_start: bool):
         self.frame_rate_hz = frame_rate_hz
-        self.joins = joins
+        self.joins: set[int] = set()
         self.gap_frames = gap_frames
         self.min_frames = max(1, min_frames)
         self.require_start = require_start
@@ -104,12 +82,10 @@ class _RunTracker:
             confidence: (n, 88) confidence to give a note starting in that frame.
         """
         n = active.shape[0]
-        if self.joins is not None:
-            held = self.open_start >= 0
-            at_join = self.joins.mask(self.position, n)
-            if at_join.any():           # no re-attack of a held note where the windows change
-                starts = starts.copy()
-                starts[at_join] &= ~(active[at_join] & _held_before(active, held, at_join))
+        at_join = np.zeros(n, dtype=bool)
+        for frame in self.joins:
+            if self.position <= frame < self.position + n:
+                at_join[frame - self.position] = True
         previous = np.concatenate([self.prev_active[None, :], active[:-1]], axis=0)
         rising = active & ~previous
         falling = ~active & previous
@@ -120,6 +96,8 @@ class _RunTracker:
                 if self.fell_at[pitch] >= 0 and frame - self.fell_at[pitch] > self.gap_frames:
                     self._close(pitch, int(self.fell_at[pitch]))
                 if starts[t, pitch]:
+                    if at_join[t] and self.open_start[pitch] >= 0 and self.fell_at[pitch] < 0:
+                        continue        # windows hand over here: the note goes on, no re-attack
                     if self.open_start[pitch] >= 0:
                         self._close(pitch, frame if self.fell_at[pitch] < 0 else int(self.fell_at[pitch]))
                     self._open(pitch, frame, velocity[t, pitch], confidence[t, pitch])
@@ -135,6 +113,7 @@ class _RunTracker:
                 self._close(pitch, int(self.fell_at[pitch]))
         self.prev_active = active[-1].copy()
         self.position += n
+        self.joins = {frame for frame in self.joins if frame >= self.position}
 
     def finish(self) -> list[Note]:
         for pitch in np.flatnonzero(self.open_start >= 0):
@@ -148,13 +127,6 @@ class _RunTracker:
         return notes
 
 
-def _held_before(active: np.ndarray, held: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """(k, 88) bool for the k rows flagged in ``rows``: the key was sounding in the frame
-    before that row (``held``, the tracker's open notes, for the chunk's first row)."""
-    before = np.concatenate([held[None, :], active[:-1]], axis=0)
-    return before[rows]
-
-
 def _frames_for(seconds: float, frame_rate_hz: float) -> int:
     return int(math.ceil(seconds * frame_rate_hz - 1e-9))
 
@@ -162,11 +134,9 @@ def _frames_for(seconds: float, frame_rate_hz: float) -> int:
 class OnsetFrameDecoder:
     """Onset-peak + frame-continuation decoding (see module docstring)."""
 
-    def __init__(self, frame_rate_hz: float, options: DecodeOptions = DecodeOptions(),
-                 joins: JoinGrid | None = None):
+    def __init__(self, frame_rate_hz: float, options: DecodeOptions = DecodeOptions()):
         self.options = options
-        self._tracker = _RunTracker(frame_rate_hz, 0, _frames_for(options.min_duration_s, frame_rate_hz), True,
-                                    joins)
+        self._tracker = _RunTracker(frame_rate_hz, 0, _frames_for(options.min_duration_s, frame_rate_hz), True)
         self._prev_onset = np.zeros(N_KEYS, dtype=bool)
 
     def push(self, frames: np.ndarray, onsets: np.ndarray, velocity: np.ndarray | None = None) -> list[Note]:
@@ -180,6 +150,11 @@ class OnsetFrameDecoder:
         self._prev_onset = onset_on[-1].copy()
         return self._tracker.take()
 
+    def add_joins(self, frames: Iterable[int]) -> None:
+        """Global frames where the posteriorgram passes from one window's output to the
+        next (no re-attack of a sounding note there); frames already pushed are ignored."""
+        self._tracker.joins.update(int(f) for f in frames)
+
     def finish(self) -> list[Note]:
         return self._tracker.finish()
 
@@ -187,15 +162,13 @@ class OnsetFrameDecoder:
 class FrameOnlyDecoder:
     """Threshold + gap filling + minimum duration (+ optional re-onset) decoding."""
 
-    def __init__(self, frame_rate_hz: float, options: DecodeOptions = DecodeOptions(),
-                 joins: JoinGrid | None = None):
+    def __init__(self, frame_rate_hz: float, options: DecodeOptions = DecodeOptions()):
         self.options = options
         self._tracker = _RunTracker(
             frame_rate_hz,
             _frames_for(options.gap_fill_s, frame_rate_hz) if options.gap_fill_s > 0 else 0,
             _frames_for(options.min_duration_s, frame_rate_hz),
             False,
-            joins,
         )
         self._prev_prob = np.zeros(N_KEYS, dtype=np.float32)
         self._prev_onset = np.zeros(N_KEYS, dtype=bool)
@@ -224,20 +197,24 @@ class FrameOnlyDecoder:
         self._prev_prob = frames[-1].astype(np.float32).copy()
         return self._tracker.take()
 
+    def add_joins(self, frames: Iterable[int]) -> None:
+        """Global frames where the posteriorgram passes from one window's output to the
+        next (no re-attack of a sounding note there); frames already pushed are ignored."""
+        self._tracker.joins.update(int(f) for f in frames)
+
     def finish(self) -> list[Note]:
         return self._tracker.finish()
 
 
-def decoder_for(frame_rate_hz: float, options: DecodeOptions, has_onsets: bool, joins: JoinGrid | None = None):
+def decoder_for(frame_rate_hz: float, options: DecodeOptions, has_onsets: bool):
     """The decoder for a model's outputs: :class:`OnsetFrameDecoder` when the model has an
     onset head and ``options.note_start == "onset"``, else :class:`FrameOnlyDecoder`.
 
-    Both accept ``push(frames, onsets=None, velocity=None)``. ``joins``: where the
-    posteriorgram passes from one window's output to the next (no re-attacks there).
+    Both accept ``push(frames, onsets=None, velocity=None)`` and ``add_joins(frames)``.
     """
     if has_onsets and options.note_start == "onset":
-        return OnsetFrameDecoder(frame_rate_hz, options, joins)
-    return FrameOnlyDecoder(frame_rate_hz, options, joins)
+        return OnsetFrameDecoder(frame_rate_hz, options)
+    return FrameOnlyDecoder(frame_rate_hz, options)
 
 
 def decode_posteriors(posteriors: FramePosteriors, options: DecodeOptions = DecodeOptions()) -> list[Note]:

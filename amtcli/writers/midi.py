@@ -9,8 +9,8 @@ from amtcli.instruments import program_name
 from amtcli.types import Transcription
 
 #: Ticks per quarter note. At the default 120 bpm one tick is exactly 0.5 ms, so times on
-#: a millisecond grid (decoded notes, the CSV's precision) survive a round trip exactly
-#: (960 gave 0.52 ms ticks: 0.320 s came back as 0.319792 s).
+#: a millisecond grid (decoded notes, the CSV's precision) come back on the same tick, equal
+#: up to float rounding (960 gave 0.52 ms ticks: 0.320 s came back as 0.319792 s).
 TICKS_PER_BEAT = 1000
 #: Track name used for notes whose instrument is unknown (program None).
 UNKNOWN_TRACK_NAME = "transcription"
