@@ -35,6 +35,27 @@ def dataset_items(root: Path, split: str, limit: int | None) -> list[tuple[str, 
     return [(audio.stem, audio, labels) for audio, labels in pairs]
 
 
+def add_set_arguments(parser: argparse.ArgumentParser) -> None:
+    """--realdev, --dataset, --split and --limit: the recordings to score."""
+    parser.add_argument("--realdev", type=Path, help="real recordings (a folder per piece: mix.wav, notes.csv)")
+    parser.add_argument("--dataset", type=Path, help="a MusicNet-layout dataset, e.g. the synthetic corpus")
+    parser.add_argument("--split", default="test", help="split of --dataset (default: test)")
+    parser.add_argument("--limit", type=int, default=None, help="score only the first N files of the split")
+
+
+def chosen_sets(args, parser: argparse.ArgumentParser) -> dict[str, list[tuple[str, Path, Path]]]:
+    """{set title: (name, audio, labels) items} for the arguments of :func:`add_set_arguments`;
+    a usage error when neither --realdev nor --dataset is given."""
+    sets = {}
+    if args.realdev:
+        sets["realdev"] = realdev_items(args.realdev)
+    if args.dataset:
+        sets[f"{args.dataset.name}:{args.split}"] = dataset_items(args.dataset, args.split, args.limit)
+    if not sets:
+        parser.error("give --realdev and/or --dataset")
+    return sets
+
+
 def score(model_name: str, items, threads: int, onset_threshold: float | None, frame_threshold: float | None) -> dict:
     from amtcli.checkpoint import load_checkpoint
     from amtcli.commands.evaluate import score_recordings
@@ -94,22 +115,13 @@ def print_table(title: str, report: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", default=None, help="model name or folder (repeatable)")
-    parser.add_argument("--realdev", type=Path)
-    parser.add_argument("--dataset", type=Path)
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--limit", type=int, default=None, help="score only the first N files of the split")
+    add_set_arguments(parser)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--onset-threshold", type=float, default=None, help="default: the model's tuned value")
     parser.add_argument("--frame-threshold", type=float, default=None, help="default: the model's tuned value")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    sets = {}
-    if args.realdev:
-        sets["realdev"] = realdev_items(args.realdev)
-    if args.dataset:
-        sets[f"{args.dataset.name}:{args.split}"] = dataset_items(args.dataset, args.split, args.limit)
-    if not sets:
-        parser.error("give --realdev and/or --dataset")
+    sets = chosen_sets(args, parser)
     out = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {args.threads} threads, "
            f"{platform.processor() or 'cpu'}", "results": []}
     for model in args.model or ["cnn"]:

@@ -18,17 +18,14 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def collection(name: str) -> str:
-    """A recording id's collection: ``"chorales-bach_bwv103.6-0"`` -> ``"chorales"``."""
-    return name.split("-", 1)[0]
-
-
 def category_means(files: list[dict]) -> dict[str, tuple[int, float, float, float]]:
     """File rows (``name`` and ``note_onset`` P / R / F1) -> {collection: (n, mean P,
     mean R, mean F1)}, sorted by collection name."""
+    from amtcli.datasets.synth import source_of
+
     groups: dict[str, list[dict]] = defaultdict(list)
     for row in files:
-        groups[collection(row["name"])].append(row["note_onset"])
+        groups[source_of(row["name"])].append(row["note_onset"])
     out = {}
     for name in sorted(groups):
         rows = groups[name]

@@ -111,13 +111,10 @@ def score_peer(peer: str, items, outputs, elapsed: float, audio_s: float) -> dic
 
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from accuracy import dataset_items, print_table, realdev_items, score
+    from accuracy import add_set_arguments, chosen_sets, print_table, score
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--realdev", type=Path, help="real recordings (a folder per piece: mix.wav, notes.csv)")
-    parser.add_argument("--dataset", type=Path, help="a MusicNet-layout dataset, e.g. the synthetic corpus")
-    parser.add_argument("--split", default="test", help="split of --dataset (default: test)")
-    parser.add_argument("--limit", type=int, default=None, help="score only the first N files of the split")
+    add_set_arguments(parser)
     parser.add_argument("--model", action="append", default=None,
                         help="amtcli model (repeatable; default cnn; 'none' for peers only)")
     parser.add_argument("--peer", action="append", choices=sorted(PEERS), default=None,
@@ -129,13 +126,7 @@ def main() -> None:
 
     import soundfile as sf
 
-    sets = {}
-    if args.realdev:
-        sets["realdev"] = realdev_items(args.realdev)
-    if args.dataset:
-        sets[f"{args.dataset.name}:{args.split}"] = dataset_items(args.dataset, args.split, args.limit)
-    if not sets:
-        parser.error("give --realdev and/or --dataset")
+    sets = chosen_sets(args, parser)
     report = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {args.threads} threads",
               "set": ", ".join(sets), "results": []}
     models = [m for m in (args.model or ["cnn"]) if m != "none"]

@@ -159,15 +159,16 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
                 if other is not None:
                     raise OutputError(f"{target} would also be written for {other}; rename {path}, or "
                                       "transcribe it in a separate command with its own -o or --output-dir")
-            maps = None
+            maps, maps_found = None, []
             if request.attention_png is not None:
                 maps = attention_stem(request.attention_png, targets)
                 other = claimed.get(maps.resolve())
                 if other is not None:
                     raise OutputError(f"attention maps {maps}.window*.attention.png would also be written for "
                                       f"{other}; give {path} its own --attention-png folder")
-                if not request.overwrite and not request.skip_existing and existing_maps(maps):
-                    raise OutputError(f"{existing_maps(maps)[0]} exists; pass --overwrite to replace it")
+                maps_found = [] if request.overwrite else existing_maps(maps)
+                if maps_found and not request.skip_existing:
+                    raise OutputError(f"{maps_found[0]} exists; pass --overwrite to replace it")
         except AmtError as exc:
             summary.failed += 1
             console.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
@@ -177,7 +178,9 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
             claimed[maps.resolve()] = path
         if request.skip_existing:
             missing = {fmt: target for fmt, target in targets.items() if not target.exists()}
-            if not missing and (maps is None or existing_maps(maps)):
+            if maps_found:
+                maps = None                   # the maps are there: not written again
+            if not missing and maps is None:
                 summary.skipped += 1
                 console.print(f"[dim]skip[/dim] {path} (outputs exist)", soft_wrap=True)
                 continue
@@ -201,7 +204,7 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
                     continue
                 try:
                     written = write_outputs(result, targets, request.overwrite) if targets else []
-                    if maps is not None and (request.overwrite or not existing_maps(maps)):
+                    if maps is not None:
                         written = written + write_attention_maps(model, path, maps, request.overwrite)
                 except AmtError as exc:
                     summary.failed += 1

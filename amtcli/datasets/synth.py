@@ -726,12 +726,18 @@ def _attack_line(style: AttackStyle) -> str:
             f" {style.attack_s[0] * 1000:.0f}-{style.attack_s[1] * 1000:.0f} ms); none in the test split.")
 
 
+def source_of(item_id: str) -> str:
+    """The source collection of a recording id (``"<source>-<work>-<render>"``):
+    ``"chorales-bach_bwv103.6-0"`` -> ``"chorales"``."""
+    return item_id.split("-", 1)[0]
+
+
 def _recordings_table(out_dir: Path) -> str:
     """Markdown tables of recordings and hours per source and per ensemble, from metadata.csv."""
     with open(out_dir / "metadata.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     lines = []
-    for title, key in (("source", lambda r: r["id"].split("-", 1)[0]), ("ensemble", lambda r: r["ensemble"])):
+    for title, key in (("source", lambda r: source_of(r["id"])), ("ensemble", lambda r: r["ensemble"])):
         counts: dict[str, list[float]] = {}
         for row in rows:
             entry = counts.setdefault(key(row), [0, 0.0])

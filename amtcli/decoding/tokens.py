@@ -132,7 +132,8 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
     Args:
         tokens: one window's token ids (time starts at the window's start).
         activity: (n_positions, 88) array, probability that each key sounds at each
-            position of the window (``positions_per_s`` per second).
+            position of the window (``positions_per_s`` per second), or None when
+            ``threshold`` is 0.
         threshold: a NOTE_ON(p) at time t is kept if key p reaches ``threshold`` at a
             position within [t - before_s, t + after_s]; 0 skips this test.
         onsets: (n_positions, 88) array like ``activity``, probability that a note of
@@ -149,7 +150,8 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
     """
     if threshold <= 0 and onset_threshold <= 0:
         return list(tokens), 0
-    n_positions = activity.shape[0]
+    checks = [(heard, bar) for heard, bar in ((activity, threshold), (onsets, onset_threshold)) if bar > 0]
+    n_positions = checks[0][0].shape[0]
     kept: list[int] = []
     unconfirmed: set[int] = set()     # keys whose NOTE_OFF would end a dropped note only
     sounding: set[int] = set()        # keys turned on by a kept NOTE_ON and not yet off
@@ -161,9 +163,7 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
             time_s = step * TIME_STEP_S
             lo = max(0, _position_ceil(time_s - before_s, positions_per_s))
             hi = min(n_positions, _position_floor(time_s + after_s, positions_per_s) + 1)
-            confirmed = lo < hi and float(activity[lo:hi, key].max()) >= threshold
-            if confirmed and onset_threshold > 0:
-                confirmed = float(onsets[lo:hi, key].max()) >= onset_threshold
+            confirmed = lo < hi and all(float(heard[lo:hi, key].max()) >= bar for heard, bar in checks)
             if not confirmed:
                 dropped += 1
                 if key in mentioned and key not in sounding:

@@ -306,9 +306,9 @@ class Seq2SeqTranscriber(nn.Module):
                    else self.beam(audio, beam_width, grammar=grammar, encoded=encoded))
         unconfirmed = [0] * len(decoded)
         if encoded is not None:
-            n_windows, n_positions = encoded[0].shape[:2]
+            n_windows = encoded[0].shape[0]
             activity = (self.frame_activity(encoded[0]).float().cpu().numpy()
-                        if confirm_threshold > 0 or end_threshold > 0 else np.ones((n_windows, n_positions, N_KEYS)))
+                        if confirm_threshold > 0 or end_threshold > 0 else [None] * n_windows)
             onsets = (self.onset_activity(encoded[0]).float().cpu().numpy() if onset_confirm_threshold > 0
                       else [None] * n_windows)
             positions_per_s = self.config.features.frame_rate_hz / self.config.memory_stride
@@ -316,8 +316,9 @@ class Seq2SeqTranscriber(nn.Module):
                 result["tokens"], unconfirmed[i] = confirm_note_ons(result["tokens"], activity[i], confirm_threshold,
                                                                     positions_per_s, onsets=onsets[i],
                                                                     onset_threshold=onset_confirm_threshold)
-                result["tokens"] = end_notes_by_activity(result["tokens"], activity[i], end_threshold,
-                                                         positions_per_s)
+                if end_threshold > 0:
+                    result["tokens"] = end_notes_by_activity(result["tokens"], activity[i], end_threshold,
+                                                             positions_per_s)
         width = max([self.config.max_decode_tokens] + [len(result["tokens"]) for result in decoded])
         out = np.full((len(decoded), width + 2), PAD, dtype=np.int64)
         out[:, -2] = unconfirmed
