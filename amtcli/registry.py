@@ -152,7 +152,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='fcfb63f08d5995c7f8ad3e3ebb5c3415ba732e64a6f193589a2ee9efd3aff566', size=953),
             ModelFile('model.safetensors', sha256='9d7fff19695f8b720f2840521be73680f7f836aa8c5dc7f771dca3963d71ab1e', size=4090768),
-            ModelFile('README.md', sha256='78fc05f5fcc85fff6d1ef1d57b23c1dfc16a375280fcc6ac15f343a3d9fc979f', size=7928),
+            ModelFile('README.md', sha256='34103d916e5cd7b39c7124368ecc5a118519fad461f10cd0449d62752853cd41', size=8021),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.723, 'note-onset F1, realdev (Bach10, mean)': 0.669, 'frame F1, realdev': 0.863},
     ),

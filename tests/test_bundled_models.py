@@ -57,7 +57,7 @@ def test_bundled_model_transcribes_the_held_out_soundfont_example(model_name):
 def test_a_held_tone_stays_one_note_across_window_joins(model_name):
     """A 220 Hz tone held from 1 s to 23 s, across the joins of the 10 s windows, stays one
     note with each bundled frame model and its shipped decoding (the conv-stack onf bundled
-    before 2026-12-01 late evening split it at 7.5, 12.5 and 17.5 s; the join rule itself is
+    before 2026-12-01 late evening split it at 7.5 s; the join rule itself is
     tested in test_decoding.py)."""
     from amtcli.audio import Audio
 
