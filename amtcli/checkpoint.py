@@ -254,7 +254,7 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
     except (TypeError, ConfigError) as exc:
         raise ModelError(f"{folder / CONFIG_FILE}: bad 'decode' section ({exc})") from None
     if (decode.confirm_threshold > 0 or decode.end_threshold > 0) and not (
-            hasattr(module, "frame_activity") and hasattr(module, "frame_head")):
+            hasattr(module, "frame_activity") and (hasattr(module, "frame_head") or hasattr(module, "frame_readout"))):
         raise ModelError(f"{folder / CONFIG_FILE}: confirm_threshold and end_threshold need a seq2seq model "
                          "with a frame-activity head; set them to 0 in the 'decode' section")
     if decode.onset_confirm_threshold > 0 and not (hasattr(module, "onset_activity")

@@ -83,6 +83,12 @@ class Seq2SeqConfig(FamilyConfig):
             standard deviation in 10 ms steps (0: one-hot).
         target_snap_s: training targets merge onsets (and offsets) this close into one
             instant (``encode_window``'s ``snap_s``; 0: exact times).
+        frame_readout: a linear per-frame read-out of the CNN's features gives 88 key
+            probabilities (the ``cnn`` family's frame output, copyable from a ``cnn``
+            checkpoint with ``[init]``); they feed the BiLSTM with the CNN's features, are
+            appended to every memory position (so attention and the token read-out see
+            which keys sound) and are the frame activity of the decoding rules, in place of
+            the auxiliary frame head.
     """
 
     features: FeatureSpec = FeatureSpec(n_bins=128)
@@ -114,6 +120,7 @@ class Seq2SeqConfig(FamilyConfig):
     relative_dim: int = 0
     shift_sigma_steps: float = 0.0
     target_snap_s: float = 0.0
+    frame_readout: bool = False
 
     @property
     def positions_per_step(self) -> float:
@@ -152,10 +159,14 @@ class Seq2SeqTranscriber(nn.Module):
         spec = config.features
         self.frontend = build_frontend(spec)
         self.norm, self.acoustic = build_acoustic(config)
-        self.encoder = nn.LSTM(config.model_dim, config.encoder_units, batch_first=True, bidirectional=True)
+        readout = N_KEYS if config.frame_readout else 0
+        if config.frame_readout:
+            self.frame_readout = nn.Conv1d(config.model_dim, N_KEYS, 1)
+        self.encoder = nn.LSTM(config.model_dim + readout, config.encoder_units, batch_first=True,
+                               bidirectional=True)
         if config.relative_dim and not config.attention_window_s:
             raise ValueError("relative_dim needs attention_window_s > 0")
-        memory = 2 * config.encoder_units + config.position_dim
+        memory = 2 * config.encoder_units + readout + config.position_dim
         context = memory + config.relative_dim
         units = config.decoder_units
         self.embed = nn.Embedding(VOCAB_SIZE, config.embedding_dim, padding_idx=PAD)
@@ -179,15 +190,22 @@ class Seq2SeqTranscriber(nn.Module):
 
     # --- encoder -------------------------------------------------------------------------
     def encode(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Audio (batch, n_samples) -> memory (batch, n_positions, 2 * encoder_units) and
-        mask (batch, n_positions), True on real positions. A position averages
-        ``memory_stride`` frames; ``lengths`` are in frames (all frames by default)."""
+        """Audio (batch, n_samples) -> memory (batch, n_positions, memory dim) and mask
+        (batch, n_positions), True on real positions. The memory is the BiLSTM output
+        (2 * encoder_units), then with ``frame_readout`` the 88 key probabilities, then
+        ``position_dim`` time features. A position averages ``memory_stride`` frames;
+        ``lengths`` are in frames (all frames by default)."""
         stride = self.config.memory_stride
         acoustic = run_acoustic(self.config.acoustic, self.norm, self.acoustic, self.frontend(audio))
         n_frames = acoustic.shape[1]
+        if self.config.frame_readout:
+            keys = torch.sigmoid(self.frame_readout(acoustic.transpose(1, 2)).transpose(1, 2))
+            acoustic = torch.cat([acoustic, keys.to(acoustic.dtype)], dim=-1)
         if stride > 1:
             acoustic = nn.functional.avg_pool1d(acoustic.transpose(1, 2), stride, stride, ceil_mode=True).transpose(1, 2)
         memory = self.encoder(acoustic)[0]
+        if self.config.frame_readout:
+            memory = torch.cat([memory, acoustic[..., -N_KEYS:]], dim=-1)
         n_positions = memory.shape[1]
         if self.config.position_dim:
             seconds = torch.arange(n_positions, device=memory.device, dtype=torch.float32) * (
@@ -329,7 +347,11 @@ class Seq2SeqTranscriber(nn.Module):
 
     def frame_activity(self, memory: torch.Tensor) -> torch.Tensor:
         """Memory (batch, n_positions, memory dim) -> (batch, n_positions, 88) probability
-        that each key sounds, from the encoder's auxiliary frame head."""
+        that each key sounds: the ``frame_readout`` probabilities in the memory, or else
+        the encoder's auxiliary frame head."""
+        if self.config.frame_readout:
+            start = 2 * self.config.encoder_units
+            return memory[..., start: start + N_KEYS]
         if not hasattr(self, "frame_head"):
             raise ConfigError("this seq2seq checkpoint has no frame-activity head (frame_loss_weight = 0), "
                               "so it cannot confirm or end notes; set confirm_threshold and end_threshold to 0")
