@@ -396,6 +396,52 @@ def test_dilated_encoder_starts_from_a_cnn_checkpoint(tmp_path):
     assert memory.shape == (2, 25, 16) and bool(mask.all())
 
 
+def test_frame_readout_gives_a_cnns_key_probabilities_to_the_memory_and_the_rules(tmp_path):
+    """With frame_readout, copied from a cnn checkpoint, the 88 key probabilities in the
+    memory are exactly that cnn's frame probabilities; they are the frame activity the
+    confirm rule uses (no auxiliary frame head needed), and the checkpoint loads with
+    the rules on."""
+    import json
+
+    from amtcli.checkpoint import copy_weights
+    from amtcli.families.framewise_cnn import FramewiseCNN, FramewiseCNNConfig
+
+    torch.manual_seed(0)
+    cnn_config = FramewiseCNNConfig(features=FeatureSpec(n_bins=64), stem_channels=4, model_dim=16, blocks=1,
+                                    dilations=(1, 2))
+    cnn = FramewiseCNN(cnn_config)
+    with torch.no_grad():
+        cnn.transcriber.frame.bias.normal_(0, 2)   # distinct per-key probabilities
+    save_checkpoint(tmp_path / "cnn", "cnn", cnn_config.to_dict(), cnn)
+    config = Seq2SeqConfig(**{**SMALL.__dict__, "acoustic": "dilated", "stem_channels": 4, "blocks": 1,
+                              "dilations": (1, 2), "memory_stride": 1, "position_dim": 4, "frame_readout": True})
+    model = Seq2SeqTranscriber(config)
+    assert copy_weights(model, tmp_path / "cnn",
+                        ("norm", "acoustic=transcriber", "frame_readout=transcriber.frame")) > 0
+    model.eval(), cnn.eval()
+    audio = torch.randn(2, 16000)
+    with torch.no_grad():
+        memory, _ = model.encode(audio)
+        expected = torch.sigmoid(cnn(audio)["frame"])
+    assert memory.shape == (2, 50, 2 * 8 + 88 + 4)
+    assert torch.allclose(model.frame_activity(memory), expected, atol=1e-5)
+    audio, tokens, _ = tone_batch()
+    assert model.train()(audio, tokens)["logits"].shape[-1] == VOCAB_SIZE
+    model.eval()
+    with torch.no_grad():
+        model.out[-1].bias[40] += 50.0            # NOTE_ON(61) until the decoder loops
+        model.frame_readout.weight.zero_()
+        model.frame_readout.bias.fill_(-10.0)     # the read-out hears no key
+    ruled = model.decode_windows(audio, grammar=False, confirm_threshold=0.5)
+    assert int((ruled[:, :-2] < NOTE_OFF_BASE).sum()) == 0 and int(ruled[:, -2].sum()) > 0
+    save_checkpoint(tmp_path / "s2s", "seq2seq", config.to_dict(), model)
+    path = tmp_path / "s2s" / "config.json"
+    payload = json.loads(path.read_text())
+    payload["decode"] = {"confirm_threshold": 0.35, "end_threshold": 0.1}
+    path.write_text(json.dumps(payload))
+    assert load_checkpoint(tmp_path / "s2s").config["frame_readout"] is True
+
+
 def test_grammar_can_be_switched_off():
     """A decoder that always prefers NOTE_ON(60): the grammar lets it through every 50 ms
     only; without the grammar it repeats at once and the loop detector stops it."""
