@@ -43,7 +43,9 @@ class AudioStream:
     """An audio file opened for streaming: mono float32 blocks at ``sample_rate``.
 
     Opening checks what can be checked without decoding (missing file, directory,
-    empty file, undecodable header, no samples); :meth:`blocks` then reads the file
+    empty file, undecodable header, no samples) and notes in :attr:`warning` a WAV or
+    AIFF file that ends before its header says (a cut-off download or copy; libsndfile
+    reads the part that is there); :meth:`blocks` then reads the file
     once, block by block, mixing to mono and resampling with a streaming soxr
     resampler, so memory does not grow with the length of the recording. Decoding
     problems found on the way (corrupt data, NaN or infinite samples) raise AudioError.
@@ -62,6 +64,8 @@ class AudioStream:
         try:
             with sf.SoundFile(str(path)) as handle:
                 frames, self.source_rate = handle.frames, int(handle.samplerate)
+                held_s = frames / self.source_rate
+                short = _header_longer_than_file(handle.extra_info)
         except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
             raise AudioError(f"{path}: cannot decode audio ({_reason(exc)}); use wav, flac, ogg or mp3") from None
         if frames == 0:
@@ -70,6 +74,9 @@ class AudioStream:
         self.source = str(path)
         self.sample_rate = sample_rate
         self.n_samples = 0  #: Samples delivered so far (the length, once blocks() is exhausted).
+        #: One line for the user when the file is shorter than its header says, else None.
+        self.warning = (f"{path}: the file ends before its header says (cut off?); transcribed the "
+                        f"{held_s:.1f} s it holds" if short else None)
 
     def blocks(self):
         """Yield mono float32 blocks at ``sample_rate``; raises AudioError on bad data."""
@@ -127,6 +134,16 @@ def audio_from_array(samples: np.ndarray, sample_rate: int, target_rate: int) ->
     if sample_rate != target_rate:
         array = soxr.resample(array, sample_rate, target_rate, quality="HQ").astype(np.float32)
     return Audio(samples=array, sample_rate=target_rate)
+
+
+def _header_longer_than_file(extra_info: str) -> bool:
+    """True when libsndfile's description of a file says its audio chunk (WAV ``data``,
+    AIFF ``SSND``) claims more bytes than the file holds: "data : 264600 (should be
+    132278)"."""
+    import re
+
+    return any(re.match(r"\s*(data|SSND)\s*:\s*\d+\s*\(should be \d+\)", line)
+               for line in extra_info.splitlines())
 
 
 def _reason(exc: Exception) -> str:

@@ -155,6 +155,7 @@ class ReadAhead:
         import threading
 
         self.sample_rate, self.source = stream.sample_rate, stream.source
+        self.warning = stream.warning
         self._stream = stream
         self._queue: queue.Queue = queue.Queue(max_blocks)
         self._stop = threading.Event()

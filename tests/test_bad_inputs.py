@@ -49,7 +49,7 @@ def build_corpus(folder: Path) -> dict[str, str]:
     (folder / "song.wav").mkdir()                                     # a directory with an audio name
     full.unlink()
     return {
-        "good": "ok", "truncated": "any", "corrupt": "error", "text": "error", "zero": "error",
+        "good": "ok", "truncated": "ok", "corrupt": "error", "text": "error", "zero": "error",
         "one-sample": "ok", "rate-8k": "ok", "rate-96k": "ok", "six-channels": "ok", "nans": "error",
         "silence": "ok", "noise": "ok",
     }
@@ -74,6 +74,8 @@ def test_the_bad_input_corpus_in_one_batch(tmp_path):
         else:
             assert expected in ("error", "any"), (name, mine[0])
             assert outputs == []                          # nothing half-written
+    warnings = [line for line in lines if line.startswith("warning ")]
+    assert len(warnings) == 1 and "/truncated.wav: the file ends before its header says" in warnings[0], warnings
     song_dir = [line for line in lines if "song.wav" in line]
     assert len(song_dir) == 1 and song_dir[0].startswith("error ")
     assert not any(p.name.startswith(".") or p.suffix == ".tmp" for p in out.rglob("*"))  # no temp files left

@@ -84,9 +84,11 @@ def collect_inputs(inputs: tuple[Path, ...], recursive: bool) -> list[tuple[Path
     return found
 
 
-def _open_ahead(items: list, sample_rate: int, jobs: int):
+def _open_ahead(items: list, sample_rate: int, jobs: int, warnings: dict | None = None):
     """Yield ``(index, stream | AmtError)`` in order; while one file is transcribed, the
-    next ``jobs`` files are already opened and being decoded in background threads."""
+    next ``jobs`` files are already opened and being decoded in background threads.
+    ``warnings`` receives ``{index: line}`` for files that open with a warning (a file
+    shorter than its header says)."""
     from collections import deque
 
     from amtcli.audio import AudioStream
@@ -101,6 +103,8 @@ def _open_ahead(items: list, sample_rate: int, jobs: int):
         for index, (path, _targets) in upcoming:
             try:
                 reader = ReadAhead(AudioStream(path, sample_rate))
+                if reader.warning and warnings is not None:
+                    warnings[index] = reader.warning
                 opened.append(reader)
                 pending.append((index, reader))
             except AmtError as exc:
@@ -193,7 +197,9 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
 
     with _progress(console) as progress:
         overall = progress.add_task("files", total=len(todo))
-        loaded = _open_ahead([(path, targets) for path, targets, _ in todo], model.features.sample_rate, request.jobs)
+        warnings: dict[int, str] = {}
+        loaded = _open_ahead([(path, targets) for path, targets, _ in todo], model.features.sample_rate, request.jobs,
+                             warnings)
         with closing(loaded):   # on Ctrl-C too: stop the read-ahead threads before exiting
             for index, result in transcribe_stream(model, loaded, options, request.batch_windows):
                 path, targets, maps = todo[index]
@@ -216,6 +222,8 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
                     f"{', '.join(str(p) for p in written)}",
                     highlight=False, soft_wrap=True,
                 )
+                if index in warnings:
+                    console.print(f"[yellow]warning[/yellow] {warnings.pop(index)}", highlight=False, soft_wrap=True)
     if len(files) > 1 or summary.failed:
         summary.print(console)
     return 1 if summary.failed else 0
