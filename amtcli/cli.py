@@ -248,10 +248,28 @@ def data_stats(dataset: Path = typer.Argument(..., help="A MusicNet-layout datas
     _run(run_stats, dataset)
 
 
-def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="amtcli")
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point. A usage error (unknown option or command, missing
+    argument, bad value) is one line on stderr that names the command's ``--help``,
+    exit code 2; help, exit codes and Ctrl-C are otherwise as typer gives them."""
+    import sys
 
+    try:
+        code = app(args=argv, prog_name="amtcli", standalone_mode=False)
+    except typer.Abort:
+        print("Aborted!", file=sys.stderr)
+        sys.exit(1)
+    except Exception as exc:
+        if not (hasattr(exc, "exit_code") and hasattr(exc, "format_message") and hasattr(exc, "show")):
+            raise                                     # not a click / typer usage exception
+        if type(exc).__name__ == "NoArgsIsHelpError" or not hasattr(exc, "ctx"):
+            exc.show()                                # bare ``amtcli``: the help text
+            sys.exit(exc.exit_code)
+        where = exc.ctx.command_path if exc.ctx is not None else "amtcli"
+        message = " ".join(exc.format_message().split())
+        print(f"error: {message} (see '{where} --help')", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 if __name__ == "__main__":
     main()

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
@@ -240,3 +241,33 @@ def test_an_existing_file_with_an_unknown_suffix_is_not_an_output_folder(tmp_pat
     result = invoke("transcribe", tmp_path / "a.wav", "-o", tmp_path / "notes.txt", "--model", random_onf_checkpoint)
     assert result.exit_code == 2 and "unknown output type" in result.output
     assert (tmp_path / "notes.txt").read_text() == "keep"
+
+
+def test_one_failing_file_is_one_error_line_without_a_summary(tmp_path):
+    result = invoke("transcribe", tmp_path / "missing.wav")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [f"error {tmp_path / 'missing.wav'}: no such file"]
+
+
+def test_the_console_script_prints_usage_errors_as_one_line(capsys):
+    """``main`` (the installed ``amtcli``): an unknown option, a missing argument and an
+    unknown command each give one stderr line naming the right --help, exit code 2;
+    --version and bare ``amtcli`` (help) keep their exit codes."""
+    from amtcli.cli import main
+
+    for argv, message, where in ((["transcribe", "--bogus", "x.wav"], "No such option: --bogus", "amtcli transcribe"),
+                                 (["transcribe"], "Missing argument 'inputs'", "amtcli transcribe"),
+                                 (["nosuchcmd"], "No such command 'nosuchcmd'", "amtcli")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        captured = capsys.readouterr()
+        assert exit_info.value.code == 2, argv
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), captured.err
+        assert lines[0].endswith(f"(see '{where} --help')")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and "amtcli" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2 and "Usage" in capsys.readouterr().out

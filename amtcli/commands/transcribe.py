@@ -224,7 +224,7 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
                 )
                 if index in warnings:
                     console.print(f"[yellow]warning[/yellow] {warnings.pop(index)}", highlight=False, soft_wrap=True)
-    if len(files) > 1 or summary.failed:
+    if len(files) > 1:                      # one file: its own ok or error line says it all
         summary.print(console)
     return 1 if summary.failed else 0
 
