@@ -108,14 +108,18 @@ class AudioStream:
             raise AudioError(f"{path}: contains no audio samples after resampling")
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int) -> Audio:
+def load_audio(path: str | os.PathLike, sample_rate: int, warnings: list[str] | None = None) -> Audio:
     """Read ``path`` whole, mixed to mono and resampled to ``sample_rate`` Hz.
 
     Raises AudioError with a one-line message for a missing file, a directory, an
     empty file, an undecodable or corrupt file, and non-finite samples. Silence is
-    valid. (Transcription streams instead: :class:`AudioStream`.)
+    valid. A file shorter than its header says is read as far as it goes, and its
+    :attr:`AudioStream.warning` is appended to ``warnings`` when given. (Transcription
+    streams instead: :class:`AudioStream`.)
     """
     stream = AudioStream(path, sample_rate)
+    if stream.warning and warnings is not None:
+        warnings.append(stream.warning)
     chunks = list(stream.blocks())
     return Audio(samples=np.concatenate(chunks), sample_rate=sample_rate, source=stream.source)
 

@@ -271,3 +271,22 @@ def test_the_console_script_prints_usage_errors_as_one_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([])
     assert exit_info.value.code == 2 and "Usage" in capsys.readouterr().out
+
+
+def test_eval_warns_about_a_cut_off_recording_and_scores_it(tmp_path, tiny_dataset, random_onf_checkpoint):
+    import shutil
+
+    dataset = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, dataset)
+    flac = dataset / "test_data" / "test0.flac"
+    samples, rate = sf.read(flac, dtype="float32")
+    wav = flac.with_suffix(".wav")
+    sf.write(wav, samples, rate)
+    flac.unlink()
+    data = wav.read_bytes()
+    wav.write_bytes(data[: len(data) // 2])
+    result = invoke("eval", "--model", random_onf_checkpoint, "--dataset", dataset, "--split", "test",
+                    "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning ")]
+    assert len(warnings) == 1 and "test0.wav: the file ends before its header says" in warnings[0], result.output

@@ -140,7 +140,10 @@ def score_recordings(model, items: list[tuple[str, Path, Path]], options=None, b
     for index, (name, audio_path, label_path) in enumerate(items, start=1):
         try:
             reference = load_notes(label_path)
-            audio = load_audio(audio_path, model.features.sample_rate)
+            warnings: list[str] = []
+            audio = load_audio(audio_path, model.features.sample_rate, warnings)
+            for line in warnings if console is not None else []:
+                console.print(f"[yellow]warning[/yellow] {line}", highlight=False, soft_wrap=True)
             started = time.perf_counter()
             estimate = transcribe(model, audio, options)
             transcribe_s += time.perf_counter() - started
