@@ -107,10 +107,12 @@ def evaluate(
     estimate: Optional[Path] = typer.Argument(None, help="Estimate file or folder, paired with the reference by stem."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Transcribe --dataset with this model, then score."),
     dataset: Optional[Path] = typer.Option(None, "--dataset", help="MusicNet-layout dataset to transcribe and score."),
-    split: str = typer.Option("test", "--split", help="Split of --dataset (train, validation, test)."),
+    split: Optional[str] = typer.Option(None, "--split", show_default=False,
+                                        help="Split of --dataset: train, validation or test (default: test)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N recordings of the split."),
     png_dir: Optional[Path] = typer.Option(None, "--png-dir", help="Write prediction-over-reference piano rolls here."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (with --model)."),
+    device: Optional[str] = typer.Option(None, "--device", show_default=False,
+                                         help="auto, cpu or cuda, with --model (default: auto)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the scores as JSON."),
     by_instrument: bool = typer.Option(False, "--by-instrument", help="Also score each instrument separately."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing JSON / PNG files."),
@@ -129,7 +131,7 @@ def evaluate(
         _fail("give REFERENCE and ESTIMATE (files or folders), or --model M --dataset DIR")
     if not use_model:
         model_only = [flag for flag, given in (("--limit", limit is not None), ("--png-dir", png_dir is not None),
-                                               ("--split", split != "test"), ("--device", device != "auto"))
+                                               ("--split", split is not None), ("--device", device is not None))
                       if given]
         if model_only:
             verb = "applies" if len(model_only) == 1 else "apply"
@@ -142,7 +144,8 @@ def evaluate(
     console = _console()
     try:
         if use_model:
-            report = score_model(model, dataset, split, device, by_instrument, png_dir, overwrite, limit, console)
+            report = score_model(model, dataset, split or "test", device or "auto", by_instrument, png_dir,
+                                 overwrite, limit, console)
         else:
             report = score_paths(reference, estimate, by_instrument)
         for name in report.unpaired:

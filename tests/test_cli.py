@@ -201,7 +201,8 @@ def test_skip_existing_writes_only_the_missing_outputs(tmp_path, random_onf_chec
 def test_eval_options_that_need_a_model_and_bad_limits_are_refused(tmp_path, tiny_dataset, random_onf_checkpoint):
     csv = tmp_path / "ref.csv"
     csv.write_text("onset,offset,pitch,instrument\n0.1,0.5,60,violin\n")
-    for extra in (("--png-dir", tmp_path / "p"), ("--limit", "2"), ("--split", "validation")):
+    for extra in (("--png-dir", tmp_path / "p"), ("--limit", "2"), ("--split", "validation"), ("--split", "test"),
+                  ("--device", "auto")):                       # given explicitly, even at their defaults
         result = invoke("eval", csv, csv, *extra)
         assert result.exit_code == 2 and "only with --model and --dataset" in result.output, result.output
     assert not (tmp_path / "p").exists()
