@@ -253,10 +253,11 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
         decode = DecodeOptions(**payload.get("decode", {}))
     except (TypeError, ConfigError) as exc:
         raise ModelError(f"{folder / CONFIG_FILE}: bad 'decode' section ({exc})") from None
-    if (decode.confirm_threshold > 0 or decode.end_threshold > 0) and not (
-            hasattr(module, "frame_activity") and (hasattr(module, "frame_head") or hasattr(module, "frame_readout"))):
-        raise ModelError(f"{folder / CONFIG_FILE}: confirm_threshold and end_threshold need a seq2seq model "
-                         "with a frame-activity head; set them to 0 in the 'decode' section")
+    if (decode.confirm_threshold > 0 or decode.end_threshold > 0 or decode.rise_threshold > 0) and not (
+            hasattr(module, "key_activity") and any(hasattr(module, name) for name in
+                                                    ("frame_head", "frame_readout", "detector"))):
+        raise ModelError(f"{folder / CONFIG_FILE}: confirm_threshold, end_threshold and rise_threshold need a "
+                         "seq2seq model with a frame-activity head; set them to 0 in the 'decode' section")
     if decode.onset_confirm_threshold > 0 and not (hasattr(module, "onset_activity")
                                                    and hasattr(module, "onset_head")):
         raise ModelError(f"{folder / CONFIG_FILE}: onset_confirm_threshold needs a seq2seq model with an "

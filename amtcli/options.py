@@ -141,6 +141,9 @@ class DecodeOptions:
             onset-activity head also gives its key at least this probability in that
             span (0: no onset test). That head's peaks are low (a median 0.32 at
             labelled onsets), so useful values are around 0.1-0.3.
+        rise_threshold: seq2seq models: keep a NOTE_ON only if its key's frame activity
+            in that span is at least this much above its lowest value over the 200 ms
+            before (a new attack, not a key already sounding; 0: no rise test).
     """
 
     onset_threshold: float = 0.5
@@ -155,9 +158,10 @@ class DecodeOptions:
     confirm_threshold: float = 0.0
     end_threshold: float = 0.0
     onset_confirm_threshold: float = 0.0
+    rise_threshold: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("confirm_threshold", "end_threshold", "onset_confirm_threshold"):
+        for name in ("confirm_threshold", "end_threshold", "onset_confirm_threshold", "rise_threshold"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.beam_width < 1:

@@ -5,7 +5,8 @@ note-start rule ("onset" or "frame"), onset threshold, frame threshold, minimum
 note duration, gap filling and re-onset rise (the last two act in frame-start
 decoding) and blank offset (CTC models), and prints mean note-onset F1 (and note-with-offset and frame F1) per
 combination. For seq2seq models, which decode tokens and not posteriors, it runs the
-whole decoder once per choice of --token-grammar, --confirm, --onset-confirm, --end and --beam instead. With --write, stores the
+whole decoder once per choice of --token-grammar, --confirm, --onset-confirm, --rise, --end and --beam
+instead. With --write, stores the
 combination with the best onset F1 (seq2seq ties, such as --end values, which move only
 offsets, go to the better note-with-offset F1, then frame F1) in the checkpoint's
 config.json ("decode"), which
@@ -51,6 +52,7 @@ def main() -> None:
     parser.add_argument("--end", default="0", help="seq2seq models: end_threshold values (0: off)")
     parser.add_argument("--onset-confirm", default="0",
                         help="seq2seq models: onset_confirm_threshold values (0: off)")
+    parser.add_argument("--rise", default="0", help="seq2seq models: rise_threshold values (0: off)")
     parser.add_argument("--beam", default="1", help="seq2seq models: beam widths (1: greedy)")
     parser.add_argument("--soundfonts", default="",
                         help="use only the recordings rendered with these soundfonts (comma-separated file "
@@ -67,12 +69,12 @@ def main() -> None:
     recordings = load_recordings(pairs, model.features, args.max_s)
     if getattr(model.module, "OUTPUT", "frames") == "tokens":
         rows = []
-        for grammar, confirm, onset_confirm, end, beam in itertools.product(
+        for grammar, confirm, onset_confirm, rise, end, beam in itertools.product(
                 args.token_grammar.split(","), map(float, args.confirm.split(",")),
-                map(float, args.onset_confirm.split(",")), map(float, args.end.split(",")),
-                map(int, args.beam.split(","))):
+                map(float, args.onset_confirm.split(",")), map(float, args.rise.split(",")),
+                map(float, args.end.split(",")), map(int, args.beam.split(","))):
             options = DecodeOptions(token_grammar=grammar == "on", confirm_threshold=confirm, end_threshold=end,
-                                    onset_confirm_threshold=onset_confirm, beam_width=beam)
+                                    onset_confirm_threshold=onset_confirm, rise_threshold=rise, beam_width=beam)
             decoded = [list(transcribe(model, Audio(r.samples, model.features.sample_rate), options).notes)
                        for r in recordings]
             mean = mean_result([evaluate_notes(list(r.notes), notes, name=r.name)
@@ -81,10 +83,13 @@ def main() -> None:
             chosen = {"token_grammar": options.token_grammar, "confirm_threshold": confirm, "end_threshold": end}
             if onset_confirm > 0:
                 chosen["onset_confirm_threshold"] = onset_confirm
+            if rise > 0:
+                chosen["rise_threshold"] = rise
             if beam > 1:
                 chosen["beam_width"] = beam
             rows.append((chosen, mean.note_onset.f1, mean.note_offset.f1, mean.frame.f1))
-            print(f"token grammar {grammar:3s} confirm {confirm:.2f} onset confirm {onset_confirm:.2f} end {end:.2f} "
+            print(f"token grammar {grammar:3s} confirm {confirm:.2f} onset confirm {onset_confirm:.2f} "
+                  f"rise {rise:.2f} end {end:.2f} "
                   f"beam {beam}: length ratio {n_est / max(n_ref, 1):.3f} "
                   f"note-onset F1 {mean.note_onset.f1:.4f} note-offset F1 {mean.note_offset.f1:.4f} "
                   f"frame F1 {mean.frame.f1:.4f}", flush=True)

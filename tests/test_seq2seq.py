@@ -496,6 +496,69 @@ def test_confirm_note_ons_can_also_ask_the_onset_head():
     assert confirm_note_ons(tokens, frames, 0.5, 50.0, onsets=onsets, onset_threshold=0.35)[1] == 2
 
 
+def test_confirm_note_ons_rise_test_keeps_new_attacks_and_drops_keys_already_sounding():
+    frames = np.zeros((250, 88))
+    frames[45:150, 40] = 0.9                   # key 40 sounds from 0.9 s to 3.0 s, without a dip
+    frames[45:150, 41] = 0.9                   # key 41 sounds 0.9-3.0 s but dips to 0.6 at 1.8-2.0 s
+    frames[90:100, 41] = 0.6
+    shift_1s = SHIFT_BASE + 99
+    tokens = [shift_1s, 40, 41, shift_1s, 40, 41, shift_1s, NOTE_OFF_BASE + 40, NOTE_OFF_BASE + 41, EOS]
+    assert confirm_note_ons(tokens, frames, 0.5, 50.0) == (tokens, 0)
+    # at 1 s both keys rose from 0 within the 200 ms before; at 2 s key 40 had been at 0.9
+    # all along (dropped), key 41 rose from 0.6 to 0.9 (kept with a rise of 0.3, not 0.35)
+    ruled = [shift_1s, 40, 41, shift_1s, 41, shift_1s, NOTE_OFF_BASE + 40, NOTE_OFF_BASE + 41, EOS]
+    assert confirm_note_ons(tokens, frames, 0.5, 50.0, rise=0.25) == (ruled, 1)
+    assert confirm_note_ons(tokens, frames, 0.0, 50.0, rise=0.25) == (ruled, 1)   # the rise test alone
+    assert confirm_note_ons(tokens, frames, 0.5, 50.0, rise=0.35)[1] == 2
+    # no position before the NOTE_ON (the window's start): the floor counts as 0
+    assert confirm_note_ons([41, shift_1s, NOTE_OFF_BASE + 41, EOS], frames[45:], 0.5, 50.0, rise=0.5)[1] == 0
+
+
+def test_frame_detector_gives_a_cnns_frames_to_the_rules_and_leaves_training_as_it_was(tmp_path):
+    """frame_detector: a copied cnn's frame probabilities are the rules' activity; the
+    other modules initialise exactly as without it and the teacher-forced pass does not
+    touch it; checkpoints with rise_threshold need a frame-activity source."""
+    import json
+
+    from amtcli.checkpoint import copy_weights
+    from amtcli.families.framewise_cnn import FramewiseCNN, FramewiseCNNConfig
+
+    cnn_config = FramewiseCNNConfig(features=FeatureSpec(n_bins=64), stem_channels=4, model_dim=16, blocks=1,
+                                    dilations=(1, 2))
+    torch.manual_seed(1)
+    cnn = FramewiseCNN(cnn_config)
+    with torch.no_grad():
+        cnn.transcriber.frame.bias.normal_(0, 2)
+    save_checkpoint(tmp_path / "cnn", "cnn", cnn_config.to_dict(), cnn)
+    base = Seq2SeqConfig(**{**SMALL.__dict__, "memory_stride": 1})
+    config = Seq2SeqConfig(**{**base.__dict__, "frame_detector": True, "detector_stem_channels": 4,
+                              "detector_model_dim": 16, "detector_blocks": 1, "detector_dilations": (1, 2)})
+    torch.manual_seed(0)
+    plain = Seq2SeqTranscriber(base)
+    torch.manual_seed(0)
+    model = Seq2SeqTranscriber(config)
+    for name, value in plain.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+    copy_weights(model, tmp_path / "cnn", ("detector_norm=norm", "detector=transcriber"))
+    model.eval(), cnn.eval(), plain.eval()
+    audio, tokens, _ = tone_batch()
+    with torch.no_grad():
+        memory, _ = model.encode(audio)
+        assert torch.allclose(model.key_activity(audio, memory), torch.sigmoid(cnn(audio)["frame"]), atol=1e-5)
+        assert torch.equal(model(audio, tokens)["logits"], plain(audio, tokens)["logits"])
+    save_checkpoint(tmp_path / "s2s", "seq2seq", config.to_dict(), model)
+    for folder, cfg in (("s2s", config), ("bare", base)):
+        if folder == "bare":
+            save_checkpoint(tmp_path / folder, "seq2seq", cfg.to_dict(), Seq2SeqTranscriber(cfg))
+        path = tmp_path / folder / "config.json"
+        payload = json.loads(path.read_text())
+        payload["decode"] = {"confirm_threshold": 0.3, "rise_threshold": 0.1}
+        path.write_text(json.dumps(payload))
+    assert load_checkpoint(tmp_path / "s2s").config["frame_detector"] is True
+    with pytest.raises(ModelError, match="rise_threshold"):
+        load_checkpoint(tmp_path / "bare")
+
+
 def test_decode_windows_confirms_note_ons_with_the_frame_head():
     torch.manual_seed(0)
     config = Seq2SeqConfig(**{**SMALL.__dict__, "frame_loss_weight": 1.0})

@@ -86,6 +86,26 @@ def test_bad_recipe_key_is_reported(tmp_path):
     assert result.exit_code == 2 and "learning_rate" in result.output
 
 
+def test_recipe_init_tables_copy_from_several_checkpoints_in_order(tmp_path):
+    """[[init]] tables: one warm start each; the frozen prefixes of all of them stay frozen."""
+    from amtcli.training.config import load_recipe
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('family = "seq2seq"\n[[init]]\ncheckpoint = "a"\nmodules = ["norm", "acoustic"]\n'
+                      '[[init]]\ncheckpoint = "b"\nmodules = ["detector_norm=norm", "detector=transcriber"]\n'
+                      'freeze = true\n')
+    config = load_recipe(recipe)
+    assert [(i.checkpoint, i.modules, i.freeze) for i in config.init] == [
+        ("a", ("norm", "acoustic"), False), ("b", ("detector_norm=norm", "detector=transcriber"), True)]
+    assert [p for i in config.init for p in i.frozen_prefixes()] == ["detector_norm", "detector"]
+    single = tmp_path / "s.toml"
+    single.write_text('family = "cnn"\n[init]\ncheckpoint = "a"\nmodules = ["norm"]\n')
+    assert len(load_recipe(single).init) == 1
+    none = tmp_path / "n.toml"
+    none.write_text('family = "cnn"\n')
+    assert load_recipe(none).init == ()
+
+
 def test_recipe_augment_section_reaches_the_config(tmp_path):
     from amtcli.training.config import load_recipe
 
@@ -278,7 +298,7 @@ def test_init_freeze_keeps_the_copied_modules_as_they_were(tmp_path, tiny_datase
     assert any("running_mean" in k for k in frozen)  # batch-norm statistics stay as copied too
     for name in frozen:
         assert torch_equal(trained[name], source[name]), name
-    assert json.loads((tmp_path / "b" / "recipe.json").read_text())["init"]["freeze"] is True
+    assert json.loads((tmp_path / "b" / "recipe.json").read_text())["init"][0]["freeze"] is True
     heads = [k for k in trained if k.startswith("onset_head.") and k.endswith("weight_ih_l0")]
     assert heads and not all(torch_equal(trained[k], source[k]) for k in heads)
 

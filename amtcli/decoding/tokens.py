@@ -126,7 +126,8 @@ def _position_ceil(seconds: float, positions_per_s: float) -> int:
 
 def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_per_s: float,
                      before_s: float = 0.04, after_s: float = 0.06, onsets=None,
-                     onset_threshold: float = 0.0) -> tuple[list[int], int]:
+                     onset_threshold: float = 0.0, rise: float = 0.0,
+                     rise_back_s: float = 0.2) -> tuple[list[int], int]:
     """Drop the NOTE_ONs that the frame activity (and the onset activity) do not confirm.
 
     Args:
@@ -138,8 +139,12 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
             position within [t - before_s, t + after_s]; 0 skips this test.
         onsets: (n_positions, 88) array like ``activity``, probability that a note of
             each key starts at each position; with ``onset_threshold`` > 0 a NOTE_ON(p)
-            must also reach ``onset_threshold`` there within the same span. Both tests
-            off keeps every NOTE_ON.
+            must also reach ``onset_threshold`` there within the same span.
+        rise: with ``rise`` > 0, a NOTE_ON(p) is kept only if key p's activity in that
+            span exceeds its lowest value over [t - rise_back_s, t - before_s) by at least
+            ``rise`` (the key was quieter just before: a new attack, not a note already
+            sounding; with no position before, the lowest value counts as 0).
+            ``activity`` is needed. All tests off keeps every NOTE_ON.
 
     Returns:
         (tokens without the unconfirmed NOTE_ONs, number of NOTE_ONs dropped). The
@@ -148,10 +153,10 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
         was a re-attack of it), or one carried in from the previous window (the key was
         not mentioned earlier in the window). Time shifts and other tokens stay.
     """
-    if threshold <= 0 and onset_threshold <= 0:
+    if threshold <= 0 and onset_threshold <= 0 and rise <= 0:
         return list(tokens), 0
     checks = [(heard, bar) for heard, bar in ((activity, threshold), (onsets, onset_threshold)) if bar > 0]
-    n_positions = checks[0][0].shape[0]
+    n_positions = (activity if rise > 0 else checks[0][0]).shape[0]
     kept: list[int] = []
     unconfirmed: set[int] = set()     # keys whose NOTE_OFF would end a dropped note only
     sounding: set[int] = set()        # keys turned on by a kept NOTE_ON and not yet off
@@ -164,6 +169,11 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
             lo = max(0, _position_ceil(time_s - before_s, positions_per_s))
             hi = min(n_positions, _position_floor(time_s + after_s, positions_per_s) + 1)
             confirmed = lo < hi and all(float(heard[lo:hi, key].max()) >= bar for heard, bar in checks)
+            if confirmed and rise > 0:
+                back = max(0, _position_ceil(time_s - rise_back_s, positions_per_s))
+                before = activity[back:min(lo, n_positions), key]
+                floor = float(before.min()) if before.size else 0.0
+                confirmed = float(activity[lo:hi, key].max()) - floor >= rise
             if not confirmed:
                 dropped += 1
                 if key in mentioned and key not in sounding:

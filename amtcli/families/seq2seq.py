@@ -38,7 +38,7 @@ from amtcli.decoding.tokens import (EOS, MAX_SHIFT_STEPS, NOTE_OFF_BASE, PAD, SH
 from amtcli.errors import ConfigError
 from amtcli.families.onsets_frames import build_acoustic, run_acoustic
 from amtcli.families.config import FamilyConfig
-from amtcli.features import build_frontend
+from amtcli.features import build_frontend, feature_shape
 from amtcli.options import FeatureSpec
 from amtcli.types import N_KEYS
 
@@ -89,6 +89,14 @@ class Seq2SeqConfig(FamilyConfig):
             appended to every memory position (so attention and the token read-out see
             which keys sound) and are the frame activity of the decoding rules, in place of
             the auxiliary frame head.
+        frame_detector: a separate frame-wise CNN over the same spectrum (the ``cnn``
+            family's input normalisation, trunk and frame read-out: ``detector_norm`` and
+            ``detector``, copyable from a ``cnn`` checkpoint with ``[init]`` and frozen)
+            gives the frame activity of the decoding rules, in place of the auxiliary frame
+            head. It takes no part in training: it is built after every other module (so
+            their initialisation does not change) and is outside the teacher-forced pass.
+        detector_stem_channels, detector_model_dim, detector_blocks, detector_dilations:
+            its sizes (as the ``cnn`` family's).
     """
 
     features: FeatureSpec = FeatureSpec(n_bins=128)
@@ -121,6 +129,11 @@ class Seq2SeqConfig(FamilyConfig):
     shift_sigma_steps: float = 0.0
     target_snap_s: float = 0.0
     frame_readout: bool = False
+    frame_detector: bool = False
+    detector_stem_channels: int = 16
+    detector_model_dim: int = 128
+    detector_blocks: int = 4
+    detector_dilations: tuple[int, ...] = (1, 2, 4)
 
     @property
     def positions_per_step(self) -> float:
@@ -187,6 +200,14 @@ class Seq2SeqTranscriber(nn.Module):
         if config.onset_loss_weight > 0:
             self.onset_head = nn.Linear(2 * config.encoder_units, N_KEYS)
         self.register_buffer("class_weights", config.class_weights(), persistent=False)
+        if config.frame_detector:                      # last: the modules above initialise as without it
+            from amtcli.families.framewise_cnn import FramewiseCNNConfig, Transcriber
+
+            n_bins, channels = feature_shape(spec)
+            self.detector_norm = nn.BatchNorm2d(channels)
+            self.detector = Transcriber(n_bins, channels, FramewiseCNNConfig(
+                features=spec, stem_channels=config.detector_stem_channels, model_dim=config.detector_model_dim,
+                blocks=config.detector_blocks, dilations=config.detector_dilations))
 
     # --- encoder -------------------------------------------------------------------------
     def encode(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -305,7 +326,7 @@ class Seq2SeqTranscriber(nn.Module):
     @torch.no_grad()
     def decode_windows(self, audio: torch.Tensor, beam_width: int = 1, grammar: bool = True,
                        confirm_threshold: float = 0.0, end_threshold: float = 0.0,
-                       onset_confirm_threshold: float = 0.0) -> np.ndarray:
+                       onset_confirm_threshold: float = 0.0, rise_threshold: float = 0.0) -> np.ndarray:
         """Audio windows (batch, n_samples) -> (batch, width + 2) int64: each window's
         tokens padded with PAD to ``width`` (``max_decode_tokens``, or more where
         ``end_threshold`` added NOTE_OFFs), then the number of NOTE_ONs dropped as
@@ -315,25 +336,28 @@ class Seq2SeqTranscriber(nn.Module):
         > 0: drop each NOTE_ON whose key the encoder's frame-activity head does not reach
         that probability for within 40 ms before to 60 ms after it;
         ``onset_confirm_threshold`` > 0: the same test on the encoder's onset-activity
-        head (:func:`~amtcli.decoding.tokens.confirm_note_ons`). ``end_threshold`` > 0: end
+        head; ``rise_threshold`` > 0: a NOTE_ON's key must also have risen by that much in
+        the frame activity (:func:`~amtcli.decoding.tokens.confirm_note_ons`). The frame
+        activity is :meth:`key_activity`. ``end_threshold`` > 0: end
         each note where the frame-activity head's activity for its key falls below it, if
         that comes before its NOTE_OFF (:func:`~amtcli.decoding.tokens.end_notes_by_activity`)."""
-        rules = confirm_threshold > 0 or end_threshold > 0 or onset_confirm_threshold > 0
+        rules = confirm_threshold > 0 or end_threshold > 0 or onset_confirm_threshold > 0 or rise_threshold > 0
         encoded = self.encode(audio) if rules else None
         decoded = (self.greedy(audio, grammar=grammar, encoded=encoded) if beam_width <= 1
                    else self.beam(audio, beam_width, grammar=grammar, encoded=encoded))
         unconfirmed = [0] * len(decoded)
         if encoded is not None:
             n_windows = encoded[0].shape[0]
-            activity = (self.frame_activity(encoded[0]).float().cpu().numpy()
-                        if confirm_threshold > 0 or end_threshold > 0 else [None] * n_windows)
+            activity = (self.key_activity(audio, encoded[0]).float().cpu().numpy()
+                        if confirm_threshold > 0 or end_threshold > 0 or rise_threshold > 0 else [None] * n_windows)
             onsets = (self.onset_activity(encoded[0]).float().cpu().numpy() if onset_confirm_threshold > 0
                       else [None] * n_windows)
             positions_per_s = self.config.features.frame_rate_hz / self.config.memory_stride
             for i, result in enumerate(decoded):
                 result["tokens"], unconfirmed[i] = confirm_note_ons(result["tokens"], activity[i], confirm_threshold,
                                                                     positions_per_s, onsets=onsets[i],
-                                                                    onset_threshold=onset_confirm_threshold)
+                                                                    onset_threshold=onset_confirm_threshold,
+                                                                    rise=rise_threshold)
                 if end_threshold > 0:
                     result["tokens"] = end_notes_by_activity(result["tokens"], activity[i], end_threshold,
                                                              positions_per_s)
@@ -344,6 +368,23 @@ class Seq2SeqTranscriber(nn.Module):
             out[i, : len(result["tokens"])] = result["tokens"]
             out[i, -1] = self.STOP_CODES.index(result["stopped"])
         return out
+
+    def key_activity(self, audio: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """The frame activity of the decoding rules, (batch, n_positions, 88)
+        probabilities: the ``frame_detector``'s for the windows ``audio`` (batch,
+        n_samples), max-pooled to memory positions, or else :meth:`frame_activity` of
+        their ``memory``."""
+        if not self.config.frame_detector:
+            return self.frame_activity(memory)
+        from amtcli.features import with_channels
+
+        spectrum = with_channels(self.frontend(audio))
+        spectrum = self.detector_norm(spectrum.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        probs = torch.sigmoid(self.detector(spectrum)[0])
+        stride = self.config.memory_stride
+        if stride > 1:
+            probs = nn.functional.max_pool1d(probs.transpose(1, 2), stride, stride, ceil_mode=True).transpose(1, 2)
+        return probs[:, : memory.shape[1]]
 
     def frame_activity(self, memory: torch.Tensor) -> torch.Tensor:
         """Memory (batch, n_positions, memory dim) -> (batch, n_positions, 88) probability

@@ -120,7 +120,9 @@ class InitConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     """A whole recipe. ``windowing`` ({"window_s", "hop_s"}) is written into every
-    checkpoint's config.json for inference; empty means the default 10 s / 5 s."""
+    checkpoint's config.json for inference; empty means the default 10 s / 5 s.
+    ``init`` holds one warm start per ``[init]`` table (``[[init]]`` tables for several
+    source checkpoints), applied in order."""
 
     family: str
     name: str
@@ -129,7 +131,7 @@ class TrainConfig:
     data: DataConfig = DataConfig()
     optim: OptimConfig = OptimConfig()
     schedule: ScheduleConfig = ScheduleConfig()
-    init: InitConfig = InitConfig()
+    init: tuple[InitConfig, ...] = ()
     augment: AugmentConfig = AugmentConfig()
     seed: int = 0
 
@@ -151,6 +153,14 @@ def _section(cls, data: dict, name: str):
         return cls(**data)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"recipe [{name}]: {exc}") from None
+
+
+def _inits(raw) -> tuple[InitConfig, ...]:
+    """One ``[init]`` table or an array of ``[[init]]`` tables -> the warm starts that
+    copy something (an empty table is none)."""
+    tables = raw if isinstance(raw, list) else [raw]
+    inits = tuple(_section(InitConfig, table, "init") for table in tables)
+    return tuple(init for init in inits if init.checkpoint)
 
 
 def load_recipe(path: str | Path, overrides: dict[str, dict] | None = None) -> TrainConfig:
@@ -180,7 +190,7 @@ def load_recipe(path: str | Path, overrides: dict[str, dict] | None = None) -> T
         data=_section(DataConfig, raw.get("data", {}), "data"),
         optim=_section(OptimConfig, raw.get("optim", {}), "optim"),
         schedule=_section(ScheduleConfig, raw.get("schedule", {}), "schedule"),
-        init=_section(InitConfig, raw.get("init", {}), "init"),
+        init=_inits(raw.get("init", {})),
         augment=_section(AugmentConfig, raw.get("augment", {}), "augment"),
         seed=int(raw.get("seed", 0)),
     )

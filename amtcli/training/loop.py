@@ -215,7 +215,7 @@ def _write_run_recipe(run_dir: Path, config: TrainConfig, world: int) -> None:
     payload = {"family": config.family, "name": config.name, "model": config.model,
                "windowing": config.windowing, "seed": config.seed,
                "data": asdict(config.data), "optim": asdict(config.optim), "schedule": asdict(config.schedule),
-               "init": asdict(config.init), "augment": asdict(config.augment),
+               "init": [asdict(init) for init in config.init], "augment": asdict(config.augment),
                "world_size": world}
     with atomic_path(run_dir / "recipe.json", overwrite=True) as tmp:
         tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
@@ -242,8 +242,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None)
     torch.manual_seed(config.seed)
     family = get_family(config.family)
     module = family.build(config.model)
-    if config.init.checkpoint:
-        copy_weights(module, config.init.checkpoint, config.init.modules)
+    for init in config.init:
+        copy_weights(module, init.checkpoint, init.modules)
     features = family.features(config.model)
     windowing = {k: float(v) for k, v in config.windowing.items() if k in ("window_s", "hop_s")}
     WindowSpec.from_seconds(features, **windowing)  # a bad [windowing] fails here, not at the first validation
@@ -252,7 +252,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None)
     note_targets = family.note_targets(config.model) if family.note_targets else None
     sampler, val_recordings = _datasets(config, features, rank, rng, note_targets)
 
-    frozen = config.init.frozen_prefixes()
+    frozen = tuple(prefix for init in config.init for prefix in init.frozen_prefixes())
     for name, param in module.named_parameters():
         if _under(name, frozen):
             param.requires_grad_(False)
