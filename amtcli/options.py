@@ -142,8 +142,8 @@ class DecodeOptions:
             span (0: no onset test). That head's peaks are low (a median 0.32 at
             labelled onsets), so useful values are around 0.1-0.3.
         rise_threshold: seq2seq models: keep a NOTE_ON only if its key's frame activity
-            in that span is at least this much above its lowest value over the 200 ms
-            before (a new attack, not a key already sounding; 0: no rise test).
+            in that span is at least this much above its lowest value from 200 ms to 40 ms
+            before it (a new attack, not a key already sounding; 0: no rise test).
     """
 
     onset_threshold: float = 0.5

@@ -172,15 +172,15 @@ _ENTRIES: tuple[ModelEntry, ...] = (
     ModelEntry(
         name='seq2seq',
         family='seq2seq',
-        description="CNN + BiLSTM encoder, attention LSTM decoder over note-event tokens, 0.80 M parameters (the study's Seq2Seq model; the weakest bundled model, no velocities).",
+        description="CNN + BiLSTM encoder, attention LSTM decoder over note-event tokens, 0.80 M trained parameters; its decoding rules consult a frozen copy of the cnn (the study's Seq2Seq model; the weakest bundled model, no velocities).",
         repo_id=None,
         revision=None,
         files=(
-            ModelFile('config.json', sha256='bdf01591beea866148ee5bec64f112ceea2ffe29859966f48a20f62798974846', size=1290),
-            ModelFile('model.safetensors', sha256='d7de8e516d93a5eb5b6f5a7115fab33f65bd5cc1eaa69ea6fd9f983f26ed25c4', size=3222348),
-            ModelFile('README.md', sha256='b2f7bca550cfc6ed12c06bcefa5a0e845c407b7402fa582f5aeb37eca3625758', size=12282),
+            ModelFile('config.json', sha256='60645722aa3fe7aeac600de7c8207062fa5e4c93c1c80cdabc0fc7f41e83aaa4', size=1798),
+            ModelFile('model.safetensors', sha256='ba51c5c2c3961928a0082593f8fb85f8c68c4be9b989190e2d59e74eab02e707', size=5987116),
+            ModelFile('README.md', sha256='3e395c54242a6d9cfba5a3eabcaa1af655f638c293198139819a451ae79aedb3', size=16207),
         ),
-        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.565, 'note-onset F1, realdev (Bach10, mean)': 0.407, 'frame F1, realdev': 0.591, 'token F1, synthetic test': 0.654},
+        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.643, 'note-onset F1, realdev (Bach10, mean)': 0.485, 'frame F1, realdev': 0.591, 'token F1, synthetic test': 0.715},
     ),
 )
 
