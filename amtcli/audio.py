@@ -140,14 +140,22 @@ def audio_from_array(samples: np.ndarray, sample_rate: int, target_rate: int) ->
     return Audio(samples=array, sample_rate=target_rate)
 
 
+#: Chunk sizes that programs writing to a pipe put in a header they cannot go back to fill
+#: in (ffmpeg and sox write 0xFFFFFFFF): not a sign of a cut-off file.
+_UNKNOWN_SIZES = (0, 0x7FFFFFFF, 0xFFFFFFFF)
+
+
 def _header_longer_than_file(extra_info: str) -> bool:
     """True when libsndfile's description of a file says its audio chunk (WAV ``data``,
     AIFF ``SSND``) claims more bytes than the file holds: "data : 264600 (should be
-    132278)"."""
+    132278)". A size a streaming writer leaves unknown does not count."""
     import re
 
-    return any(re.match(r"\s*(data|SSND)\s*:\s*\d+\s*\(should be \d+\)", line)
-               for line in extra_info.splitlines())
+    for line in extra_info.splitlines():
+        match = re.match(r"\s*(data|SSND)\s*:\s*(\d+)\s*\(should be \d+\)", line)
+        if match and int(match.group(2)) not in _UNKNOWN_SIZES:
+            return True
+    return False
 
 
 def _reason(exc: Exception) -> str:

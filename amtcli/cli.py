@@ -266,7 +266,8 @@ def main(argv: list[str] | None = None) -> None:
         if not (hasattr(exc, "exit_code") and hasattr(exc, "format_message") and hasattr(exc, "show")):
             raise                                     # not a click / typer usage exception
         if type(exc).__name__ == "NoArgsIsHelpError" or not hasattr(exc, "ctx"):
-            exc.show()                                # bare ``amtcli``: the help text
+            if exc.format_message().strip():          # bare ``amtcli``: typer printed the help already
+                exc.show()
             sys.exit(exc.exit_code)
         where = exc.ctx.command_path if exc.ctx is not None else "amtcli"
         message = " ".join(exc.format_message().split())

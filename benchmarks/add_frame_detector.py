@@ -24,6 +24,7 @@ import torch
 
 def main() -> None:
     from amtcli.checkpoint import copy_weights, load_checkpoint, read_config, save_checkpoint
+    from amtcli.families.framewise_cnn import FramewiseCNNConfig
     from amtcli.families.seq2seq import Seq2SeqConfig, Seq2SeqTranscriber
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -33,21 +34,31 @@ def main() -> None:
     args = parser.parse_args()
 
     payload = read_config(args.checkpoint)
+    if payload["family"] != "seq2seq":
+        raise SystemExit(f"{args.checkpoint}: a {payload['family']} checkpoint, not seq2seq")
     source = load_checkpoint(args.checkpoint).module
-    cnn = read_config(args.cnn)["config"]
+    cnn_payload = read_config(args.cnn)
+    if cnn_payload["family"] != "cnn":
+        raise SystemExit(f"{args.cnn}: a {cnn_payload['family']} checkpoint, not cnn")
+    cnn = FramewiseCNNConfig.from_dict(cnn_payload["config"])
+    if cnn.reconstruction:
+        raise SystemExit(f"{args.cnn}: its frames come from a second pass (reconstruction), which the "
+                         "detector does not run")
     config = Seq2SeqConfig.from_dict({
-        **payload["config"], "frame_detector": True, "detector_stem_channels": cnn["stem_channels"],
-        "detector_model_dim": cnn["model_dim"], "detector_blocks": cnn["blocks"],
-        "detector_dilations": cnn["dilations"]})
-    if read_config(args.cnn)["config"].get("features") != payload["config"].get("features"):
+        **payload["config"], "frame_detector": True, "detector_stem_channels": cnn.stem_channels,
+        "detector_model_dim": cnn.model_dim, "detector_blocks": cnn.blocks,
+        "detector_dilations": cnn.dilations})
+    if cnn.features != config.features:
         raise SystemExit("the cnn's features differ from the seq2seq's; the detector would read another spectrum")
     module = Seq2SeqTranscriber(config)
     missing, unexpected = module.load_state_dict(source.state_dict(), strict=False)
     if unexpected or any(not name.startswith(("detector.", "detector_norm.")) for name in missing):
         raise SystemExit(f"weights do not fit: missing {missing}, unexpected {unexpected}")
     copy_weights(module, args.cnn, ("detector_norm=norm", "detector=transcriber"))
-    for name, value in source.state_dict().items():
-        assert torch.equal(module.state_dict()[name], value), name
+    changed = [name for name, value in source.state_dict().items()
+               if not torch.equal(module.state_dict()[name], value)]
+    if changed:
+        raise SystemExit(f"seq2seq weights changed while adding the detector: {changed}")
     extra = {key: value for key, value in payload.items() if key not in ("format_version", "family", "config")}
     save_checkpoint(args.out, "seq2seq", config.to_dict(), module, extra)
     print(json.dumps({"out": str(args.out), "detector_from": str(args.cnn),

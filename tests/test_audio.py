@@ -76,6 +76,29 @@ def test_truncated_file_is_an_error_or_shorter(tmp_path):
         assert audio.duration_s <= 3.0
 
 
+def test_a_cut_off_wav_warns_but_one_written_to_a_pipe_does_not(tmp_path):
+    """A WAV whose data chunk claims more than the file holds is read as far as it goes
+    with a warning; the unknown sizes a streaming writer leaves (0xFFFFFFFF: ffmpeg, sox)
+    are no such sign, and a whole file gets none."""
+    import struct
+
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, tone(16000, 2.0), 16000, subtype="PCM_16")
+    data = whole.read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 2])
+    piped = bytearray(data)
+    at = piped.find(b"data")
+    piped[4:8] = piped[at + 4: at + 8] = struct.pack("<I", 0xFFFFFFFF)
+    (tmp_path / "piped.wav").write_bytes(bytes(piped))
+    found: dict[str, list[str]] = {}
+    for name in ("whole", "cut", "piped"):
+        found[name] = []
+        audio = load_audio(tmp_path / f"{name}.wav", 16000, found[name])
+        assert audio.duration_s == pytest.approx(1.0 if name == "cut" else 2.0, abs=0.01)
+    assert found["whole"] == [] and found["piped"] == []
+    assert len(found["cut"]) == 1 and "ends before its header says" in found["cut"][0]
+
+
 def test_header_only_wav_has_no_samples(tmp_path):
     sf.write(tmp_path / "z.wav", np.zeros(0, dtype=np.float32), 16000)
     with pytest.raises(AudioError, match="no audio samples"):

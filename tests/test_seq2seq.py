@@ -552,11 +552,47 @@ def test_frame_detector_gives_a_cnns_frames_to_the_rules_and_leaves_training_as_
             save_checkpoint(tmp_path / folder, "seq2seq", cfg.to_dict(), Seq2SeqTranscriber(cfg))
         path = tmp_path / folder / "config.json"
         payload = json.loads(path.read_text())
-        payload["decode"] = {"confirm_threshold": 0.3, "rise_threshold": 0.1}
+        payload["decode"] = {"rise_threshold": 0.1}            # the rise test alone needs an activity too
         path.write_text(json.dumps(payload))
     assert load_checkpoint(tmp_path / "s2s").config["frame_detector"] is True
     with pytest.raises(ModelError, match="rise_threshold"):
         load_checkpoint(tmp_path / "bare")
+
+
+def test_the_rules_read_the_detector_not_the_frame_head_and_transcribe_passes_the_rise_test(tmp_path):
+    """A model with both an auxiliary frame head and a frame detector: the rules follow the
+    detector. ``transcribe`` hands rise_threshold on to the decoder."""
+    torch.manual_seed(0)
+    config = Seq2SeqConfig(**{**SMALL.__dict__, "memory_stride": 1, "frame_loss_weight": 1.0,
+                              "frame_detector": True, "detector_stem_channels": 4, "detector_model_dim": 16,
+                              "detector_blocks": 1, "detector_dilations": (1, 2)})
+    half_s = SHIFT_BASE + 49
+    tokens = [half_s, 40, half_s, NOTE_OFF_BASE + 40, EOS]       # key 40 from 0.5 s to 1.0 s
+
+    def decoder_says(audio, grammar=True, encoded=None):
+        return [{"tokens": list(tokens), "stopped": "eos"} for _ in range(audio.shape[0])]
+
+    model = Seq2SeqTranscriber(config).eval()
+    with torch.no_grad():
+        model.frame_head.weight.zero_()
+        model.frame_head.bias.fill_(-10.0)       # the frame head hears nothing ...
+        model.detector.frame.weight.zero_()
+        model.detector.frame.bias.fill_(10.0)    # ... the detector hears every key, all the time
+    model.greedy = decoder_says
+    audio = torch.from_numpy(np.random.default_rng(0).normal(0, 0.1, (2, 16000)).astype(np.float32))
+    confirmed = model.decode_windows(audio, grammar=False, confirm_threshold=0.5)
+    assert confirmed[0, :5].tolist() == tokens and int(confirmed[:, -2].sum()) == 0
+    # key 40 sounds throughout, so its NOTE_ON at 0.5 s is no new attack: the rise test drops
+    # it (its NOTE_OFF stays: it may end a note carried in from the previous window)
+    risen = model.decode_windows(audio, grammar=False, rise_threshold=0.2)
+    assert risen[0, :4].tolist() == [half_s, half_s, NOTE_OFF_BASE + 40, EOS] and int(risen[:, -2].sum()) == 2
+    save_checkpoint(tmp_path / "ck", "seq2seq", config.to_dict(), model)
+    loaded = load_checkpoint(tmp_path / "ck")
+    loaded.module.greedy = decoder_says
+    clip = Audio(audio[0].numpy(), 16000)
+    assert len(transcribe(loaded, clip, DecodeOptions(token_grammar=False)).notes) == 1
+    ruled = transcribe(loaded, clip, DecodeOptions(token_grammar=False, rise_threshold=0.2))
+    assert not ruled.notes and ruled.stats["unconfirmed_note_ons"] == 1
 
 
 def test_decode_windows_confirms_note_ons_with_the_frame_head():

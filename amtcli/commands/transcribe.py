@@ -129,7 +129,7 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
     from amtcli.checkpoint import load_checkpoint
     from amtcli.inference import pick_device
     from amtcli.registry import resolve_model
-    from amtcli.writers.naming import output_is_file, output_paths, write_outputs
+    from amtcli.writers.naming import output_is_file, output_paths
 
     check_output_option(request)
     check_decoding_values(request)
@@ -204,29 +204,36 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
             for index, result in transcribe_stream(model, loaded, options, request.batch_windows):
                 path, targets, maps = todo[index]
                 progress.advance(overall)
-                if isinstance(result, AmtError):
-                    summary.failed += 1
-                    console.print(f"[red]error[/red] {result}", highlight=False, soft_wrap=True)
-                    continue
-                try:
-                    written = write_outputs(result, targets, request.overwrite) if targets else []
-                    if maps is not None:
-                        written = written + write_attention_maps(model, path, maps, request.overwrite)
-                except AmtError as exc:
-                    summary.failed += 1
-                    console.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
-                    continue
-                summary.add(result.duration_s, len(result.notes))
-                console.print(
-                    f"[green]ok[/green] {path}: {len(result.notes)} note{'' if len(result.notes) == 1 else 's'} -> "
-                    f"{', '.join(str(p) for p in written)}",
-                    highlight=False, soft_wrap=True,
-                )
-                if index in warnings:
+                _report(console, summary, result, targets, maps, path, model, request)
+                if index in warnings:          # after the file's ok or error line
                     console.print(f"[yellow]warning[/yellow] {warnings.pop(index)}", highlight=False, soft_wrap=True)
     if len(files) > 1:                      # one file: its own ok or error line says it all
         summary.print(console)
     return 1 if summary.failed else 0
+
+
+def _report(console, summary, result, targets, maps, path, model, request) -> None:
+    """Write one finished file's outputs and print its ``ok`` or ``error`` line."""
+    from amtcli.writers.naming import write_outputs
+
+    if isinstance(result, AmtError):
+        summary.failed += 1
+        console.print(f"[red]error[/red] {result}", highlight=False, soft_wrap=True)
+        return
+    try:
+        written = write_outputs(result, targets, request.overwrite) if targets else []
+        if maps is not None:
+            written = written + write_attention_maps(model, path, maps, request.overwrite)
+    except AmtError as exc:
+        summary.failed += 1
+        console.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
+        return
+    summary.add(result.duration_s, len(result.notes))
+    console.print(
+        f"[green]ok[/green] {path}: {len(result.notes)} note{'' if len(result.notes) == 1 else 's'} -> "
+        f"{', '.join(str(p) for p in written)}",
+        highlight=False, soft_wrap=True,
+    )
 
 
 def check_output_option(request: TranscribeRequest) -> None:

@@ -376,11 +376,8 @@ class Seq2SeqTranscriber(nn.Module):
         their ``memory``."""
         if not self.config.frame_detector:
             return self.frame_activity(memory)
-        from amtcli.features import with_channels
-
-        spectrum = with_channels(self.frontend(audio))
-        spectrum = self.detector_norm(spectrum.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        probs = torch.sigmoid(self.detector(spectrum)[0])
+        features = run_acoustic("dilated", self.detector_norm, self.detector.features, self.frontend(audio))
+        probs = torch.sigmoid(self.detector.frame(features.transpose(1, 2)).transpose(1, 2))
         stride = self.config.memory_stride
         if stride > 1:
             probs = nn.functional.max_pool1d(probs.transpose(1, 2), stride, stride, ceil_mode=True).transpose(1, 2)
