@@ -178,7 +178,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='60645722aa3fe7aeac600de7c8207062fa5e4c93c1c80cdabc0fc7f41e83aaa4', size=1798),
             ModelFile('model.safetensors', sha256='ba51c5c2c3961928a0082593f8fb85f8c68c4be9b989190e2d59e74eab02e707', size=5987116),
-            ModelFile('README.md', sha256='3e395c54242a6d9cfba5a3eabcaa1af655f638c293198139819a451ae79aedb3', size=16207),
+            ModelFile('README.md', sha256='8593bc07966a9ecb30b1108600f473c74b75a6e33a6620a12f5099575456b72f', size=16312),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.643, 'note-onset F1, realdev (Bach10, mean)': 0.485, 'frame F1, realdev': 0.591, 'token F1, synthetic test': 0.715},
     ),
