@@ -176,11 +176,11 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         repo_id=None,
         revision=None,
         files=(
-            ModelFile('config.json', sha256='60645722aa3fe7aeac600de7c8207062fa5e4c93c1c80cdabc0fc7f41e83aaa4', size=1798),
+            ModelFile('config.json', sha256='91bded797c1acb5e6f3f9a16f7cc91a6fc10e2f3f116d3ba9b1a53ffd451e2d8', size=1798),
             ModelFile('model.safetensors', sha256='ba51c5c2c3961928a0082593f8fb85f8c68c4be9b989190e2d59e74eab02e707', size=5987116),
-            ModelFile('README.md', sha256='8593bc07966a9ecb30b1108600f473c74b75a6e33a6620a12f5099575456b72f', size=16312),
+            ModelFile('README.md', sha256='8bb2393ca8c5f63a3fb9b1fd4831728c0c5b04b031cbb9aa9c867b7eec3169a7', size=16687),
         ),
-        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.643, 'note-onset F1, realdev (Bach10, mean)': 0.485, 'frame F1, realdev': 0.591, 'token F1, synthetic test': 0.715},
+        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.644, 'note-onset F1, realdev (Bach10, mean)': 0.489, 'frame F1, realdev': 0.591, 'token F1, synthetic test': 0.714},
     ),
 )
 
