@@ -106,6 +106,12 @@ def test_named_files_with_one_name_keep_apart(tmp_path, random_onf_checkpoint):
     assert clash.exit_code == 1 and "would also be written for" in clash.output
     assert "1/2 files transcribed, 0 skipped, 1 failed" in clash.output
     assert (tmp_path / "o2" / "mix.csv").exists()  # both named files live in p2, the root
+    # the mix.wav of two named folders: each output keeps its folder's name, before any work
+    folders = invoke("transcribe", tmp_path / "set" / "p1", tmp_path / "set" / "p2", "--output-dir",
+                     tmp_path / "o3", "--format", "csv", "--model", random_onf_checkpoint)
+    assert folders.exit_code == 1 and "would also be written for" in folders.output  # p2's mix.flac
+    assert (tmp_path / "o3" / "p1" / "mix.csv").exists() and (tmp_path / "o3" / "p2" / "mix.csv").exists()
+    assert "2/3 files transcribed" in folders.output
 
 
 def test_unknown_model_and_format_are_one_line_errors(tmp_path):

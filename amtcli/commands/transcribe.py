@@ -48,9 +48,11 @@ def collect_inputs(inputs: tuple[Path, ...], recursive: bool) -> list[tuple[Path
     A folder contributes the audio files directly inside it (with ``recursive``, the
     whole tree), sorted. Named files are kept as given, even with an unknown suffix, so
     that the loader can report them. Named files have no root (their outputs take just
-    their name) unless two of them share a name (``a/mix.wav``, ``b/mix.wav``): then the
-    folder that holds those files is their root, so their outputs keep apart. A file
-    listed twice is kept once.
+    their name); a folder is the root of the files found in it. When two files would get
+    outputs of one name (named ``a/mix.wav`` and ``b/mix.wav``, or the ``mix.wav`` of two
+    named folders ``a`` and ``b``), their root moves up to the folder that holds them
+    both (for a found file, the one that holds its named folder), so their outputs keep
+    apart: ``a/mix.*``, ``b/mix.*``. A file listed twice is kept once.
     """
     found: list[tuple[Path, Path | None]] = []
     for item in inputs:
@@ -68,19 +70,22 @@ def collect_inputs(inputs: tuple[Path, ...], recursive: bool) -> list[tuple[Path
             seen.add(key)
             unique.append((path, root))
     found = unique
-    named_by_stem: dict[str, list[Path]] = {}
+    from amtcli.writers.naming import relative_stem
+
+    by_stem: dict[str, list[tuple[Path, Path | None]]] = {}
     for path, root in found:
-        if root is None:
-            named_by_stem.setdefault(path.stem, []).append(path)
+        by_stem.setdefault(str(relative_stem(path, root).with_suffix("")), []).append((path, root))
     roots: dict[str, Path] = {}
-    for paths in named_by_stem.values():
-        if len(paths) > 1:  # only the named files that share a name keep their folders
+    for members in by_stem.values():
+        if len(members) > 1:  # only files whose outputs would share a name keep one more folder
+            anchors = [os.path.dirname(os.path.abspath(root if root is not None else path))
+                       for path, root in members]
             try:
-                common = Path(os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]))
+                common = Path(os.path.commonpath(anchors))
             except ValueError:  # different drives: no common folder; the clash is refused later
                 continue
-            roots.update((os.path.abspath(p), common) for p in paths)
-    found = [(path, roots.get(os.path.abspath(path)) if root is None else root) for path, root in found]
+            roots.update((os.path.abspath(path), common) for path, _ in members)
+    found = [(path, roots.get(os.path.abspath(path), root)) for path, root in found]
     return found
 
 

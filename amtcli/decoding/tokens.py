@@ -143,7 +143,10 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
         rise: with ``rise`` > 0, a NOTE_ON(p) is kept only if key p's activity in that
             span exceeds its lowest value over [t - rise_back_s, t - before_s) by at least
             ``rise`` (the key was quieter just before: a new attack, not a note already
-            sounding; with no position before, the lowest value counts as 0).
+            sounding). That look back starts no earlier than key p's last kept NOTE_ON in
+            the window, so a note the decoder breaks into pieces keeps only its first
+            (a NOTE_ON within ``before_s`` of the last kept one is no new attack); with no
+            position before and no earlier attack, the lowest value counts as 0.
             ``activity`` is needed. All tests off keeps every NOTE_ON.
 
     Returns:
@@ -161,6 +164,7 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
     unconfirmed: set[int] = set()     # keys whose NOTE_OFF would end a dropped note only
     sounding: set[int] = set()        # keys turned on by a kept NOTE_ON and not yet off
     mentioned: set[int] = set()       # keys with a NOTE_ON or NOTE_OFF earlier in the window
+    attacked: dict[int, int] = {}     # key -> position of its last kept NOTE_ON
     dropped = 0
     for step, kind, token in timed_tokens(tokens):
         if kind == "on":
@@ -170,10 +174,12 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
             hi = min(n_positions, _position_floor(time_s + after_s, positions_per_s) + 1)
             confirmed = lo < hi and all(float(heard[lo:hi, key].max()) >= bar for heard, bar in checks)
             if confirmed and rise > 0:
-                back = max(0, _position_ceil(time_s - rise_back_s, positions_per_s))
+                back = max(0, _position_ceil(time_s - rise_back_s, positions_per_s), attacked.get(key, 0))
                 before = activity[back:min(lo, n_positions), key]
-                floor = float(before.min()) if before.size else 0.0
-                confirmed = float(activity[lo:hi, key].max()) - floor >= rise
+                if before.size:
+                    confirmed = float(activity[lo:hi, key].max()) - float(before.min()) >= rise
+                else:                       # at the window's start: a new attack if the key is heard
+                    confirmed = key not in attacked and float(activity[lo:hi, key].max()) >= rise
             if not confirmed:
                 dropped += 1
                 if key in mentioned and key not in sounding:
@@ -183,6 +189,7 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
             unconfirmed.discard(key)
             sounding.add(key)
             mentioned.add(key)
+            attacked[key] = _position_ceil(time_s, positions_per_s)
         elif kind == "off":
             key = token - NOTE_OFF_BASE
             mentioned.add(key)

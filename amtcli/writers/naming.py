@@ -69,7 +69,7 @@ def output_is_file(output: Path) -> bool:
     return output.suffix.lower() in FORMAT_BY_SUFFIX and not output.is_dir()
 
 
-def _relative_stem(input_path: Path, input_root: Path | None) -> Path:
+def relative_stem(input_path: Path, input_root: Path | None) -> Path:
     """Path of the input under ``input_root`` (just its name when outside or no root)."""
     if input_root is not None:
         absolute = (Path(os.path.abspath(input_path)), Path(os.path.abspath(input_root)))
@@ -124,7 +124,7 @@ def output_paths(
         if folder is None:
             paths = {fmt: input_path.with_suffix("." + fmt) for fmt in chosen}
         else:
-            relative = _relative_stem(input_path, input_root)
+            relative = relative_stem(input_path, input_root)
             paths = {fmt: Path(folder) / relative.with_suffix("." + fmt) for fmt in chosen}
 
     for path in paths.values():
