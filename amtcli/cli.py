@@ -149,7 +149,7 @@ def evaluate(
         else:
             report = score_paths(reference, estimate, by_instrument)
         for name in report.unpaired:
-            console.print(f"[yellow]unpaired[/yellow] {name}")
+            console.print(f"[yellow]unpaired[/yellow] {name}", highlight=False, soft_wrap=True)
         if report.unlabelled:
             shown = ", ".join(report.unlabelled[:3]) + (", ..." if len(report.unlabelled) > 3 else "")
             console.print(f"[yellow]note[/yellow] {len(report.unlabelled)} estimate(s) have no instrument labels "

@@ -143,7 +143,9 @@ class DecodeOptions:
             labelled onsets), so useful values are around 0.1-0.3.
         rise_threshold: seq2seq models: keep a NOTE_ON only if its key's frame activity
             in that span is at least this much above its lowest value from 200 ms to 40 ms
-            before it (a new attack, not a key already sounding; 0: no rise test).
+            before it, looking back no further than the key's last kept NOTE_ON (a new
+            attack, not a key already sounding or a note broken into pieces; 0: no rise
+            test).
     """
 
     onset_threshold: float = 0.5

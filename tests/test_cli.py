@@ -163,6 +163,8 @@ def test_output_option_mistakes_are_usage_errors(tmp_path, random_onf_checkpoint
         assert result.exit_code == 2 and message in result.output, result.output
         assert "summary" not in result.output
     assert not (tmp_path / "x.txt").exists() and not (tmp_path / "d").exists()
+    both = invoke("transcribe", tmp_path / "a.wav", "--skip-existing", "--overwrite", "--model", random_onf_checkpoint)
+    assert both.exit_code == 2 and "give one of them" in both.output
     dotted = tmp_path / "run.v2"
     dotted.mkdir()                                      # an existing folder may have a dot
     assert invoke("transcribe", tmp_path / "a.wav", "-o", dotted, "--model", random_onf_checkpoint).exit_code == 0
@@ -297,3 +299,24 @@ def test_eval_warns_about_a_cut_off_recording_and_scores_it(tmp_path, tiny_datas
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.output.splitlines() if line.startswith("warning ")]
     assert len(warnings) == 1 and "test0.wav: the file ends before its header says" in warnings[0], result.output
+
+
+def test_eval_on_a_dataset_names_the_files_it_leaves_out(tmp_path, tiny_dataset, random_onf_checkpoint):
+    import shutil
+
+    dataset = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, dataset)
+    samples, rate = sf.read(dataset / "test_data" / "test0.flac", dtype="float32")
+    sf.write(dataset / "test_data" / "test0.wav", samples, rate)          # a second file of id test0
+    sf.write(dataset / "test_data" / "extra.flac", samples, rate)         # audio without labels
+    shutil.copy(dataset / "test_labels" / "test1.csv", dataset / "test_labels" / "ghost.csv")  # labels only
+    result = invoke("eval", "--model", random_onf_checkpoint, "--dataset", dataset, "--split", "test",
+                    "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    unpaired = [line for line in result.output.splitlines() if line.startswith("unpaired ")]
+    assert len(unpaired) == 3, result.output
+    assert any("test0.wav: not scored, test0.flac has the same id" in line for line in unpaired)  # flac first
+    assert any("extra.flac: no labels" in line for line in unpaired)
+    assert any("ghost.csv: no audio" in line for line in unpaired)
+    wrong = invoke("eval", "--model", random_onf_checkpoint, "--dataset", dataset, "--split", "dev")
+    assert wrong.exit_code != 0 and "train, validation and test" in wrong.output

@@ -512,6 +512,17 @@ def test_confirm_note_ons_rise_test_keeps_new_attacks_and_drops_keys_already_sou
     assert confirm_note_ons(tokens, frames, 0.5, 50.0, rise=0.35)[1] == 2
     # no position before the NOTE_ON (the window's start): the floor counts as 0
     assert confirm_note_ons([41, shift_1s, NOTE_OFF_BASE + 41, EOS], frames[45:], 0.5, 50.0, rise=0.5)[1] == 0
+    # a note the decoder breaks into pieces (key 40 attacked at 1.0 s, then NOTE_OFF /
+    # NOTE_ON every 40-60 ms): the look back starts at the last kept attack, where the key
+    # already sounded, so only the first piece stays; its first NOTE_OFF ends it
+    step_40ms, step_60ms = SHIFT_BASE + 3, SHIFT_BASE + 5
+    pieces = [shift_1s, 40, step_40ms, NOTE_OFF_BASE + 40, 40, step_60ms, NOTE_OFF_BASE + 40, 40,
+              step_60ms, NOTE_OFF_BASE + 40, EOS]
+    fresh = np.zeros((250, 88))
+    fresh[50:150, 40] = 0.9                    # key 40 silent until 1.0 s, then sounding
+    assert confirm_note_ons(pieces, fresh, 0.5, 50.0) == (pieces, 0)
+    assert confirm_note_ons(pieces, fresh, 0.5, 50.0, rise=0.2) == (
+        [shift_1s, 40, step_40ms, NOTE_OFF_BASE + 40, step_60ms, step_60ms, EOS], 2)
 
 
 def test_frame_detector_gives_a_cnns_frames_to_the_rules_and_leaves_training_as_it_was(tmp_path):

@@ -29,7 +29,8 @@ class ScoreReport:
     Attributes:
         results: one EvalResult per scored pair, sorted by name.
         unpaired: names (relative paths) present in only one folder, e.g.
-            ``"reference only: a/b.csv"``.
+            ``"reference only: a/b.csv"``; for a dataset split, one line per file it
+            leaves out (:func:`~amtcli.datasets.layout.musicnet_left_out`).
         failed: one line per pair that could not be scored (a malformed file).
         audio_s, transcribe_s: seconds of audio transcribed and seconds spent in
             ``transcribe`` (model and decoding, no I/O), when a model was run.
@@ -154,6 +155,9 @@ def score_recordings(model, items: list[tuple[str, Path, Path]], options=None, b
                 write_pianoroll(estimate, png_dir / f"{name}.png", reference=reference, overwrite=overwrite)
         except AmtError as exc:
             failed.append(str(exc))
+            if console is not None:
+                console.print(f"failed {index}/{len(items)}: {name}", highlight=False)
+            continue
         if console is not None:
             console.print(f"scored {index}/{len(items)}: {name}", highlight=False)
     return ScoreReport(results=sorted(results, key=lambda r: r.name), failed=failed, audio_s=audio_s,
@@ -171,8 +175,13 @@ def score_model(model_name: str, dataset: Path, split: str, device: str = "auto"
 
     name, folder = resolve_model(model_name)
     model = load_checkpoint(folder, pick_device(device), name=name)
+    from dataclasses import replace
+
+    from amtcli.datasets.layout import musicnet_left_out
+
     items = [(audio.stem, audio, labels) for audio, labels in split_pairs(dataset, split)[:limit]]
-    return score_recordings(model, items, None, by_instrument, png_dir, overwrite, console)
+    report = score_recordings(model, items, None, by_instrument, png_dir, overwrite, console)
+    return replace(report, unpaired=musicnet_left_out(dataset, split))
 
 
 def _cells(result: EvalResult, label: str) -> list[str]:

@@ -138,6 +138,8 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
 
     check_output_option(request)
     check_decoding_values(request)
+    if request.skip_existing and request.overwrite:
+        raise ConfigError("--skip-existing keeps existing outputs and --overwrite replaces them; give one of them")
     files = collect_inputs(request.inputs, request.recursive)
     if not files:
         raise ConfigError("no audio files found in the given inputs (wav, flac, ogg, mp3)")

@@ -43,7 +43,8 @@ def musicnet_pairs(root: str | os.PathLike, split: str) -> list[tuple[Path, Path
     root = Path(root)
     data_dir, label_dir = root / f"{split}_data", root / f"{split}_labels"
     if not data_dir.is_dir() or not label_dir.is_dir():
-        raise DataError(f"{root} has no {split}_data/ and {split}_labels/ folders")
+        raise DataError(f"{root} has no {split}_data/ and {split}_labels/ folders "
+                        "(the splits of a MusicNet-layout dataset are train, validation and test)")
     audio: dict[str, Path] = {}
     for path in sorted(data_dir.iterdir()):
         if path.name.startswith(".") or path.suffix.lower() not in AUDIO_SUFFIXES:
@@ -57,6 +58,28 @@ def musicnet_pairs(root: str | os.PathLike, split: str) -> list[tuple[Path, Path
         if labels.is_file():
             pairs.append((audio[stem], labels))
     return pairs
+
+
+def musicnet_left_out(root: str | os.PathLike, split: str) -> list[str]:
+    """One line per file of a split that :func:`musicnet_pairs` leaves out: audio without
+    labels, labels without audio, and a second audio file of one id (the one not used)."""
+    root = Path(root)
+    data_dir, label_dir = root / f"{split}_data", root / f"{split}_labels"
+    used = {audio for audio, _ in musicnet_pairs(root, split)}
+    used_stems = {audio.stem for audio in used}
+    lines = []
+    for path in sorted(data_dir.iterdir()):
+        if path.name.startswith(".") or path.suffix.lower() not in AUDIO_SUFFIXES or path in used:
+            continue
+        if path.stem in used_stems:
+            chosen = next(audio for audio in used if audio.stem == path.stem)
+            lines.append(f"{path}: not scored, {chosen.name} has the same id")
+        else:
+            lines.append(f"{path}: no labels ({label_dir / (path.stem + '.csv')})")
+    for path in sorted(label_dir.glob("*.csv")):
+        if not path.name.startswith(".") and path.stem not in used_stems:
+            lines.append(f"{path}: no audio in {data_dir}")
+    return lines
 
 
 def find_maestro_metadata(root: str | os.PathLike) -> Path:
