@@ -176,11 +176,11 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         repo_id=None,
         revision=None,
         files=(
-            ModelFile('config.json', sha256='91bded797c1acb5e6f3f9a16f7cc91a6fc10e2f3f116d3ba9b1a53ffd451e2d8', size=1798),
+            ModelFile('config.json', sha256='750e863bfef4e9d6dbc12139ed0511c035b792ccf117648ea51f4e9b85ce3594', size=1798),
             ModelFile('model.safetensors', sha256='ba51c5c2c3961928a0082593f8fb85f8c68c4be9b989190e2d59e74eab02e707', size=5987116),
-            ModelFile('README.md', sha256='8bb2393ca8c5f63a3fb9b1fd4831728c0c5b04b031cbb9aa9c867b7eec3169a7', size=16687),
+            ModelFile('README.md', sha256='b4bb2d4b9af707b9650b9a0bd9b24a9fcb87fe6c9cf4eac8b2d590bf357c2207', size=18636),
         ),
-        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.644, 'note-onset F1, realdev (Bach10, mean)': 0.489, 'frame F1, realdev': 0.591, 'token F1, synthetic test': 0.714},
+        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.675, 'note-onset F1, realdev (Bach10, mean)': 0.487, 'frame F1, realdev': 0.562, 'token F1, synthetic test': 0.718},
     ),
 )
 
