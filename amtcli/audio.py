@@ -55,6 +55,8 @@ class AudioStream:
         import soundfile as sf
 
         path = Path(path)
+        if str(path) == "-":
+            raise AudioError("-: reading audio from standard input is not supported; give an audio file")
         if not path.exists():
             raise AudioError(f"{path}: no such file")
         if path.is_dir():

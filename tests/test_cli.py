@@ -165,6 +165,14 @@ def test_output_option_mistakes_are_usage_errors(tmp_path, random_onf_checkpoint
     assert not (tmp_path / "x.txt").exists() and not (tmp_path / "d").exists()
     both = invoke("transcribe", tmp_path / "a.wav", "--skip-existing", "--overwrite", "--model", random_onf_checkpoint)
     assert both.exit_code == 2 and "give one of them" in both.output
+    (tmp_path / "plain").write_text("not a folder")
+    for args, message in ((("-o", tmp_path / "plain"), "existing file without an output suffix"),
+                          (("--output-dir", tmp_path / "plain"), "is a file; give a folder")):
+        result = invoke("transcribe", tmp_path / "a.wav", *args, "--model", random_onf_checkpoint)
+        assert result.exit_code == 2 and message in result.output, result.output
+    assert (tmp_path / "plain").read_text() == "not a folder"
+    stdin = invoke("transcribe", "-", "--model", random_onf_checkpoint)
+    assert stdin.exit_code == 1 and "standard input is not supported" in stdin.output
     dotted = tmp_path / "run.v2"
     dotted.mkdir()                                      # an existing folder may have a dot
     assert invoke("transcribe", tmp_path / "a.wav", "-o", dotted, "--model", random_onf_checkpoint).exit_code == 0

@@ -251,10 +251,15 @@ def check_output_option(request: TranscribeRequest) -> None:
 
     if request.output is not None and request.output_dir is not None:
         raise ConfigError("give either -o/--output or --output-dir, not both")
+    if request.output_dir is not None and request.output_dir.exists() and not request.output_dir.is_dir():
+        raise ConfigError(f"--output-dir {request.output_dir} is a file; give a folder")
     output = request.output
     if output is None or output.is_dir():
         return
     suffix = output.suffix.lower()
+    if not suffix and output.exists():
+        raise ConfigError(f"-o {output} is an existing file without an output suffix; give a .mid, .csv or .png "
+                          "file, or a folder")
     if suffix in AUDIO_SUFFIXES:
         raise ConfigError(f"-o {output} names an audio file; give a .mid, .csv or .png file or a folder")
     if suffix and suffix not in FORMAT_BY_SUFFIX:
