@@ -199,7 +199,8 @@ def _cells(result: EvalResult, label: str) -> list[str]:
 
 def print_results(results: list[EvalResult], console) -> None:
     """Print one table: a row per file (with indented rows per instrument, if scored)
-    and, for more than one file, a mean row. ``console`` is a ``rich.console.Console``.
+    and, for more than one file, a mean row (the scores' means, the note counts' totals).
+    ``console`` is a ``rich.console.Console``.
     """
     from rich.table import Table
 
@@ -219,7 +220,7 @@ def print_results(results: list[EvalResult], console) -> None:
         add(result, result.name)
     if len(results) > 1:
         table.add_section()
-        add(mean_result(results), "mean", style="bold")
+        add(mean_result(results), "mean (n_ref, n_est: totals)", style="bold")
     console.print(table)
 
 
