@@ -328,3 +328,26 @@ def test_eval_on_a_dataset_names_the_files_it_leaves_out(tmp_path, tiny_dataset,
     assert any("ghost.csv: no audio" in line for line in unpaired)
     wrong = invoke("eval", "--model", random_onf_checkpoint, "--dataset", dataset, "--split", "dev")
     assert wrong.exit_code != 0 and "train, validation and test" in wrong.output
+
+
+def test_data_stats_reports_a_bad_item_and_counts_the_rest(tmp_path, tiny_dataset):
+    """One unreadable recording (an empty file) is one error line and exit code 1; the
+    other items are still counted. The strict form (dataset cards) still raises."""
+    import shutil
+
+    from amtcli.datasets.stats import dataset_stats
+    from amtcli.errors import AudioError
+
+    dataset = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, dataset)
+    good = invoke("data", "stats", dataset)
+    assert good.exit_code == 0, good.output
+    (dataset / "test_data" / "test0.flac").write_bytes(b"")
+    result = invoke("data", "stats", dataset)
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error ")]
+    assert len(errors) == 1 and "test0.flac" in errors[0] and "left out of the numbers" in errors[0]
+    stats = dataset_stats(dataset, skip_bad=True)
+    assert stats.splits["test"].items == 1 and stats.total.items == 5 and len(stats.skipped) == 1
+    with pytest.raises(AudioError):
+        dataset_stats(dataset)

@@ -34,11 +34,15 @@ def run_synth(out_dir: Path, recipe: Path | None, hours: float | None, seed: int
 
 
 def run_stats(dataset_dir: Path) -> int:
-    """Print hours, notes, polyphony, instrument and pitch histograms of a dataset. Returns 0."""
+    """Print hours, notes, polyphony, instrument and pitch histograms of a dataset. An item
+    whose audio or labels cannot be read is reported in one line and left out of the
+    numbers. Returns 0, or 1 if any item was left out."""
     from amtcli.datasets.stats import dataset_stats, octave_histogram
 
     console = Console()
-    stats = dataset_stats(Path(dataset_dir))
+    stats = dataset_stats(Path(dataset_dir), skip_bad=True)
+    for line in stats.skipped:
+        console.print(f"[red]error[/red] {line} (left out of the numbers)", highlight=False, soft_wrap=True)
     table = Table(title=str(dataset_dir))
     for column in ("split", "items", "hours", "notes", "mean polyphony", "max polyphony"):
         table.add_column(column, justify="left" if column == "split" else "right")
@@ -59,4 +63,4 @@ def run_stats(dataset_dir: Path) -> int:
     for label, count in octave_histogram(total.pitches):
         pitches.add_row(label, f"{count:,}")
     console.print(pitches)
-    return 0
+    return 1 if stats.skipped else 0

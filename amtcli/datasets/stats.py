@@ -14,7 +14,7 @@ import numpy as np
 
 from amtcli.datasets.layout import musicnet_pairs, musicnet_splits
 from amtcli.datasets.musicnet import read_musicnet_labels
-from amtcli.errors import AudioError, DataError
+from amtcli.errors import AmtError, AudioError, DataError
 from amtcli.instruments import program_name
 from amtcli.types import Note
 
@@ -46,10 +46,13 @@ class SplitStats:
 
 @dataclass(frozen=True)
 class DatasetStats:
-    """Per-split numbers of a dataset and their total (``splits['all']``)."""
+    """Per-split numbers of a dataset and their total (``splits['all']``); ``skipped``:
+    one line per item left out because its audio or labels could not be read (only with
+    ``dataset_stats(..., skip_bad=True)``)."""
 
     root: Path
     splits: dict[str, SplitStats] = field(default_factory=dict)
+    skipped: tuple[str, ...] = ()
 
     @property
     def total(self) -> SplitStats:
@@ -80,14 +83,25 @@ def _polyphony(notes: list[Note]) -> tuple[float, int, float]:
     return float(counts[busy].sum()), int(counts.max()), float(busy.sum())
 
 
-def _split_stats(pairs: list[tuple[Path, Path]]) -> tuple[SplitStats, tuple[float, float]]:
-    seconds, n_notes = 0.0, 0
+def _split_stats(pairs: list[tuple[Path, Path]],
+                 skipped: list[str] | None = None) -> tuple[SplitStats, tuple[float, float]]:
+    seconds, n_notes, items = 0.0, 0, 0
     instruments: Counter[str] = Counter()
     pitches = np.zeros(128, dtype=np.int64)
     poly_sum, poly_max, busy = 0.0, 0, 0.0
     for audio, labels in pairs:
-        seconds += _audio_seconds(audio)
-        notes = read_musicnet_labels(labels)
+        try:
+            duration = _audio_seconds(audio)
+            if duration <= 0:
+                raise AudioError(f"{audio}: contains no audio samples")
+            notes = read_musicnet_labels(labels)
+        except AmtError as exc:
+            if skipped is None:
+                raise
+            skipped.append(str(exc))
+            continue
+        items += 1
+        seconds += duration
         n_notes += len(notes)
         for note in notes:
             instruments[program_name(note.program) or "unknown"] += 1
@@ -95,27 +109,29 @@ def _split_stats(pairs: list[tuple[Path, Path]]) -> tuple[SplitStats, tuple[floa
         s, m, b = _polyphony(notes)
         poly_sum, poly_max, busy = poly_sum + s, max(poly_max, m), busy + b
     stats = SplitStats(
-        items=len(pairs), hours=seconds / 3600.0, notes=n_notes,
+        items=items, hours=seconds / 3600.0, notes=n_notes,
         instruments=dict(instruments.most_common()), pitches=pitches,
         mean_polyphony=poly_sum / busy if busy else 0.0, max_polyphony=poly_max,
     )
     return stats, (poly_sum, busy)
 
 
-def dataset_stats(root: str | os.PathLike) -> DatasetStats:
+def dataset_stats(root: str | os.PathLike, skip_bad: bool = False) -> DatasetStats:
     """Hours, notes, instrument and pitch histograms and polyphony of every split.
 
-    Raises DataError if ``root`` has no ``<split>_data``/``<split>_labels`` folders,
-    LabelError or AudioError naming a bad file.
+    Raises DataError if ``root`` has no ``<split>_data``/``<split>_labels`` folders, and
+    LabelError or AudioError naming a bad file, unless ``skip_bad``: then such items are
+    left out and listed in ``skipped``.
     """
     root = Path(root)
     names = musicnet_splits(root)
     if not names:
         raise DataError(f"{root} has no <split>_data/ and <split>_labels/ folders (MusicNet layout)")
     splits: dict[str, SplitStats] = {}
+    skipped: list[str] | None = [] if skip_bad else None
     poly_sum = busy = 0.0
     for name in names:
-        splits[name], (s, b) = _split_stats(musicnet_pairs(root, name))
+        splits[name], (s, b) = _split_stats(musicnet_pairs(root, name), skipped)
         poly_sum, busy = poly_sum + s, busy + b
     parts = list(splits.values())
     instruments: Counter[str] = Counter()
@@ -128,7 +144,7 @@ def dataset_stats(root: str | os.PathLike) -> DatasetStats:
         mean_polyphony=poly_sum / busy if busy else 0.0,
         max_polyphony=max((p.max_polyphony for p in parts), default=0),
     )
-    return DatasetStats(root=root, splits=splits)
+    return DatasetStats(root=root, splits=splits, skipped=tuple(skipped or ()))
 
 
 def octave_histogram(pitches: np.ndarray) -> list[tuple[str, int]]:
