@@ -555,7 +555,7 @@ def test_frame_detector_gives_a_cnns_frames_to_the_rules_and_leaves_training_as_
     audio, tokens, _ = tone_batch()
     with torch.no_grad():
         memory, _ = model.encode(audio)
-        assert torch.allclose(model.key_activity(audio, memory), torch.sigmoid(cnn(audio)["frame"]), atol=1e-5)
+        assert torch.allclose(model.key_activity(model.frontend(audio), memory), torch.sigmoid(cnn(audio)["frame"]), atol=1e-5)
         assert torch.equal(model(audio, tokens)["logits"], plain(audio, tokens)["logits"])
     save_checkpoint(tmp_path / "s2s", "seq2seq", config.to_dict(), model)
     for folder, cfg in (("s2s", config), ("bare", base)):

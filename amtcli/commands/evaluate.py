@@ -179,9 +179,10 @@ def score_model(model_name: str, dataset: Path, split: str, device: str = "auto"
 
     from amtcli.datasets.layout import musicnet_left_out
 
-    items = [(audio.stem, audio, labels) for audio, labels in split_pairs(dataset, split)[:limit]]
+    pairs = split_pairs(dataset, split)
+    items = [(audio.stem, audio, labels) for audio, labels in pairs[:limit]]
     report = score_recordings(model, items, None, by_instrument, png_dir, overwrite, console)
-    return replace(report, unpaired=musicnet_left_out(dataset, split))
+    return replace(report, unpaired=musicnet_left_out(dataset, split, pairs))
 
 
 def _cells(result: EvalResult, label: str) -> list[str]:

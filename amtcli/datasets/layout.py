@@ -60,12 +60,14 @@ def musicnet_pairs(root: str | os.PathLike, split: str) -> list[tuple[Path, Path
     return pairs
 
 
-def musicnet_left_out(root: str | os.PathLike, split: str) -> list[str]:
+def musicnet_left_out(root: str | os.PathLike, split: str,
+                      pairs: list[tuple[Path, Path]] | None = None) -> list[str]:
     """One line per file of a split that :func:`musicnet_pairs` leaves out: audio without
-    labels, labels without audio, and a second audio file of one id (the one not used)."""
+    labels, labels without audio, and a second audio file of one id (the one not used).
+    ``pairs``: that function's result, when the caller has it."""
     root = Path(root)
     data_dir, label_dir = root / f"{split}_data", root / f"{split}_labels"
-    used = {audio for audio, _ in musicnet_pairs(root, split)}
+    used = {audio for audio, _ in (musicnet_pairs(root, split) if pairs is None else pairs)}
     used_stems = {audio.stem for audio in used}
     lines = []
     for path in sorted(data_dir.iterdir()):

@@ -210,14 +210,17 @@ class Seq2SeqTranscriber(nn.Module):
                 blocks=config.detector_blocks, dilations=config.detector_dilations))
 
     # --- encoder -------------------------------------------------------------------------
-    def encode(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, audio: torch.Tensor, lengths: torch.Tensor | None = None,
+               spectrum: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Audio (batch, n_samples) -> memory (batch, n_positions, memory dim) and mask
         (batch, n_positions), True on real positions. The memory is the BiLSTM output
         (2 * encoder_units), then with ``frame_readout`` the 88 key probabilities, then
         ``position_dim`` time features. A position averages ``memory_stride`` frames;
-        ``lengths`` are in frames (all frames by default)."""
+        ``lengths`` are in frames (all frames by default). ``spectrum``: ``frontend(audio)``
+        when the caller already has it."""
         stride = self.config.memory_stride
-        acoustic = run_acoustic(self.config.acoustic, self.norm, self.acoustic, self.frontend(audio))
+        spectrum = self.frontend(audio) if spectrum is None else spectrum
+        acoustic = run_acoustic(self.config.acoustic, self.norm, self.acoustic, spectrum)
         n_frames = acoustic.shape[1]
         if self.config.frame_readout:
             keys = torch.sigmoid(self.frame_readout(acoustic.transpose(1, 2)).transpose(1, 2))
@@ -342,13 +345,14 @@ class Seq2SeqTranscriber(nn.Module):
         each note where the frame-activity head's activity for its key falls below it, if
         that comes before its NOTE_OFF (:func:`~amtcli.decoding.tokens.end_notes_by_activity`)."""
         rules = confirm_threshold > 0 or end_threshold > 0 or onset_confirm_threshold > 0 or rise_threshold > 0
-        encoded = self.encode(audio) if rules else None
+        spectrum = self.frontend(audio) if rules else None
+        encoded = self.encode(audio, spectrum=spectrum) if rules else None
         decoded = (self.greedy(audio, grammar=grammar, encoded=encoded) if beam_width <= 1
                    else self.beam(audio, beam_width, grammar=grammar, encoded=encoded))
         unconfirmed = [0] * len(decoded)
         if encoded is not None:
             n_windows = encoded[0].shape[0]
-            activity = (self.key_activity(audio, encoded[0]).float().cpu().numpy()
+            activity = (self.key_activity(spectrum, encoded[0]).float().cpu().numpy()
                         if confirm_threshold > 0 or end_threshold > 0 or rise_threshold > 0 else [None] * n_windows)
             onsets = (self.onset_activity(encoded[0]).float().cpu().numpy() if onset_confirm_threshold > 0
                       else [None] * n_windows)
@@ -369,14 +373,19 @@ class Seq2SeqTranscriber(nn.Module):
             out[i, -1] = self.STOP_CODES.index(result["stopped"])
         return out
 
-    def key_activity(self, audio: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    @property
+    def has_frame_activity(self) -> bool:
+        """Whether the confirm / rise / end rules have a frame activity to read."""
+        return self.config.frame_detector or self.config.frame_readout or hasattr(self, "frame_head")
+
+    def key_activity(self, spectrum: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         """The frame activity of the decoding rules, (batch, n_positions, 88)
-        probabilities: the ``frame_detector``'s for the windows ``audio`` (batch,
-        n_samples), max-pooled to memory positions, or else :meth:`frame_activity` of
-        their ``memory``."""
+        probabilities: the ``frame_detector``'s for the windows' spectrum
+        (``frontend(audio)``, as :meth:`encode` reads it), max-pooled to memory positions,
+        or else :meth:`frame_activity` of their ``memory``."""
         if not self.config.frame_detector:
             return self.frame_activity(memory)
-        features = run_acoustic("dilated", self.detector_norm, self.detector.features, self.frontend(audio))
+        features = run_acoustic("dilated", self.detector_norm, self.detector.features, spectrum)
         probs = torch.sigmoid(self.detector.frame(features.transpose(1, 2)).transpose(1, 2))
         stride = self.config.memory_stride
         if stride > 1:
