@@ -89,7 +89,7 @@ def collect_inputs(inputs: tuple[Path, ...], recursive: bool) -> list[tuple[Path
     return found
 
 
-def _open_ahead(items: list, sample_rate: int, jobs: int, warnings: dict | None = None):
+def _open_ahead(paths: list[Path], sample_rate: int, jobs: int, warnings: dict | None = None):
     """Yield ``(index, stream | AmtError)`` in order; while one file is transcribed, the
     next ``jobs`` files are already opened and being decoded in background threads.
     ``warnings`` receives ``{index: line}`` for files that open with a warning (a file
@@ -101,11 +101,11 @@ def _open_ahead(items: list, sample_rate: int, jobs: int, warnings: dict | None 
 
     pending: deque = deque()
     opened: list = []           # every reader, closed when the batch ends or is interrupted
-    upcoming = iter(enumerate(items))
+    upcoming = iter(enumerate(paths))
 
     def open_next() -> None:
         opened[:] = [reader for reader in opened if reader.reading]   # finished ones hold nothing
-        for index, (path, _targets) in upcoming:
+        for index, path in upcoming:
             try:
                 reader = ReadAhead(AudioStream(path, sample_rate))
                 if reader.warning and warnings is not None:
@@ -205,8 +205,7 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
     with _progress(console) as progress:
         overall = progress.add_task("files", total=len(todo))
         warnings: dict[int, str] = {}
-        loaded = _open_ahead([(path, targets) for path, targets, _ in todo], model.features.sample_rate, request.jobs,
-                             warnings)
+        loaded = _open_ahead([path for path, _, _ in todo], model.features.sample_rate, request.jobs, warnings)
         with closing(loaded):   # on Ctrl-C too: stop the read-ahead threads before exiting
             for index, result in transcribe_stream(model, loaded, options, request.batch_windows):
                 path, targets, maps = todo[index]
@@ -280,7 +279,9 @@ def check_decoding_flags(request: TranscribeRequest, model) -> None:
     """Refuse decoding flags the model does not use, instead of ignoring them: the onset
     threshold needs an onset head (``onf``), the frame threshold frame or CTC outputs
     with a frame head (not ``seq2seq``), the beam width a CTC or seq2seq model."""
-    kind = getattr(model.module, "OUTPUT", "frames")
+    from amtcli.inference import output_kind
+
+    kind = output_kind(model)
     channels = getattr(model.module, "CHANNELS", ())
     uses = {
         "--onset-threshold": kind == "frames" and "onset" in channels,

@@ -131,7 +131,21 @@ def _frames_for(seconds: float, frame_rate_hz: float) -> int:
     return int(math.ceil(seconds * frame_rate_hz - 1e-9))
 
 
-class OnsetFrameDecoder:
+class _TrackedDecoder:
+    """What the streaming frame decoders share: a :class:`_RunTracker` in ``_tracker``."""
+
+    _tracker: _RunTracker
+
+    def add_joins(self, frames: Iterable[int]) -> None:
+        """Global frames where the posteriorgram passes from one window's output to the
+        next (no re-attack of a sounding note there); frames already pushed are ignored."""
+        self._tracker.joins.update(int(f) for f in frames)
+
+    def finish(self) -> list[Note]:
+        return self._tracker.finish()
+
+
+class OnsetFrameDecoder(_TrackedDecoder):
     """Onset-peak + frame-continuation decoding (see module docstring)."""
 
     def __init__(self, frame_rate_hz: float, options: DecodeOptions = DecodeOptions()):
@@ -150,16 +164,9 @@ class OnsetFrameDecoder:
         self._prev_onset = onset_on[-1].copy()
         return self._tracker.take()
 
-    def add_joins(self, frames: Iterable[int]) -> None:
-        """Global frames where the posteriorgram passes from one window's output to the
-        next (no re-attack of a sounding note there); frames already pushed are ignored."""
-        self._tracker.joins.update(int(f) for f in frames)
-
-    def finish(self) -> list[Note]:
-        return self._tracker.finish()
 
 
-class FrameOnlyDecoder:
+class FrameOnlyDecoder(_TrackedDecoder):
     """Threshold + gap filling + minimum duration (+ optional re-onset) decoding."""
 
     def __init__(self, frame_rate_hz: float, options: DecodeOptions = DecodeOptions()):
@@ -197,13 +204,6 @@ class FrameOnlyDecoder:
         self._prev_prob = frames[-1].astype(np.float32).copy()
         return self._tracker.take()
 
-    def add_joins(self, frames: Iterable[int]) -> None:
-        """Global frames where the posteriorgram passes from one window's output to the
-        next (no re-attack of a sounding note there); frames already pushed are ignored."""
-        self._tracker.joins.update(int(f) for f in frames)
-
-    def finish(self) -> list[Note]:
-        return self._tracker.finish()
 
 
 def decoder_for(frame_rate_hz: float, options: DecodeOptions, has_onsets: bool):
