@@ -178,7 +178,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='750e863bfef4e9d6dbc12139ed0511c035b792ccf117648ea51f4e9b85ce3594', size=1798),
             ModelFile('model.safetensors', sha256='ba51c5c2c3961928a0082593f8fb85f8c68c4be9b989190e2d59e74eab02e707', size=5987116),
-            ModelFile('README.md', sha256='c0509bdf504d085de4eed5d2ad0bdea64fa95c14600ce9cea75935d1cd279205', size=18815),
+            ModelFile('README.md', sha256='682b5877022411bc8872be7afd076dc3d171f79faa17e30e2c73f27514e15618', size=18958),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.675, 'note-onset F1, realdev (Bach10, mean)': 0.487, 'frame F1, realdev': 0.562, 'token F1, synthetic test': 0.718},
     ),
