@@ -253,9 +253,11 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
         decode = DecodeOptions(**payload.get("decode", {}))
     except (TypeError, ConfigError) as exc:
         raise ModelError(f"{folder / CONFIG_FILE}: bad 'decode' section ({exc})") from None
-    rules = decode.confirm_threshold > 0 or decode.end_threshold > 0 or decode.rise_threshold > 0
+    rules = (decode.confirm_threshold > 0 or decode.end_threshold > 0 or decode.rise_threshold > 0
+             or decode.fusion_weight > 0)
     if rules and not getattr(module, "has_frame_activity", False):
-        raise ModelError(f"{folder / CONFIG_FILE}: confirm_threshold, end_threshold and rise_threshold need a "
+        raise ModelError(f"{folder / CONFIG_FILE}: confirm_threshold, end_threshold, rise_threshold and "
+                         "fusion_weight need a "
                          "seq2seq model with a frame-activity head; set them to 0 in the 'decode' section")
     if decode.onset_confirm_threshold > 0 and not (hasattr(module, "onset_activity")
                                                    and hasattr(module, "onset_head")):

@@ -79,7 +79,8 @@ def run_windows(model: LoadedModel, windows: list[np.ndarray], options: DecodeOp
     if output_kind(model) == "tokens":
         return model.module.decode_windows(tensor, options.beam_width, options.token_grammar,
                                            options.confirm_threshold, options.end_threshold,
-                                           options.onset_confirm_threshold, options.rise_threshold)
+                                           options.onset_confirm_threshold, options.rise_threshold,
+                                           options.fusion_weight)
     return model.module.posteriorgram(tensor).float().cpu().numpy()
 
 

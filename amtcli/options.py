@@ -146,6 +146,10 @@ class DecodeOptions:
             before it, looking back no further than the key's last kept NOTE_ON (a new
             attack, not a key already sounding or a note broken into pieces; 0: no rise
             test).
+        fusion_weight: seq2seq models: while decoding, add this weight x the rise of each
+            key's frame activity at the decoder's current time (the rise test's measure,
+            0-1) to the NOTE_ON logits, so the decoder prefers keys that start sounding
+            there (shallow fusion with the frame detector; 0: off).
     """
 
     onset_threshold: float = 0.5
@@ -161,6 +165,7 @@ class DecodeOptions:
     end_threshold: float = 0.0
     onset_confirm_threshold: float = 0.0
     rise_threshold: float = 0.0
+    fusion_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("confirm_threshold", "end_threshold", "onset_confirm_threshold", "rise_threshold"):
@@ -168,6 +173,8 @@ class DecodeOptions:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.beam_width < 1:
             raise ConfigError(f"beam_width must be at least 1, got {self.beam_width}")
+        if not 0.0 <= self.fusion_weight <= 20.0:
+            raise ConfigError(f"fusion_weight must be in [0, 20], got {self.fusion_weight}")
         if self.note_start not in ("onset", "frame"):
             raise ConfigError(f"note_start must be 'onset' or 'frame', got {self.note_start!r}")
         for name in ("onset_threshold", "frame_threshold"):

@@ -54,6 +54,7 @@ def main() -> None:
                         help="seq2seq models: onset_confirm_threshold values (0: off)")
     parser.add_argument("--rise", default="0", help="seq2seq models: rise_threshold values (0: off)")
     parser.add_argument("--beam", default="1", help="seq2seq models: beam widths (1: greedy)")
+    parser.add_argument("--fusion", default="0", help="seq2seq models: fusion_weight values (0: off)")
     parser.add_argument("--soundfonts", default="",
                         help="use only the recordings rendered with these soundfonts (comma-separated file "
                              "names, from the dataset's metadata.csv), e.g. ones the model never trained on")
@@ -69,12 +70,13 @@ def main() -> None:
     recordings = load_recordings(pairs, model.features, args.max_s)
     if getattr(model.module, "OUTPUT", "frames") == "tokens":
         rows = []
-        for grammar, confirm, onset_confirm, rise, end, beam in itertools.product(
+        for grammar, confirm, onset_confirm, rise, end, beam, fusion in itertools.product(
                 args.token_grammar.split(","), map(float, args.confirm.split(",")),
                 map(float, args.onset_confirm.split(",")), map(float, args.rise.split(",")),
-                map(float, args.end.split(",")), map(int, args.beam.split(","))):
+                map(float, args.end.split(",")), map(int, args.beam.split(",")), map(float, args.fusion.split(","))):
             options = DecodeOptions(token_grammar=grammar == "on", confirm_threshold=confirm, end_threshold=end,
-                                    onset_confirm_threshold=onset_confirm, rise_threshold=rise, beam_width=beam)
+                                    onset_confirm_threshold=onset_confirm, rise_threshold=rise, beam_width=beam,
+                                    fusion_weight=fusion)
             decoded = [list(transcribe(model, Audio(r.samples, model.features.sample_rate), options).notes)
                        for r in recordings]
             mean = mean_result([evaluate_notes(list(r.notes), notes, name=r.name)
@@ -87,10 +89,12 @@ def main() -> None:
                 chosen["rise_threshold"] = rise
             if beam > 1:
                 chosen["beam_width"] = beam
+            if fusion > 0:
+                chosen["fusion_weight"] = fusion
             rows.append((chosen, mean.note_onset.f1, mean.note_offset.f1, mean.frame.f1))
             print(f"token grammar {grammar:3s} confirm {confirm:.2f} onset confirm {onset_confirm:.2f} "
                   f"rise {rise:.2f} end {end:.2f} "
-                  f"beam {beam}: length ratio {n_est / max(n_ref, 1):.3f} "
+                  f"beam {beam} fusion {fusion:g}: length ratio {n_est / max(n_ref, 1):.3f} "
                   f"note-onset F1 {mean.note_onset.f1:.4f} note-offset F1 {mean.note_offset.f1:.4f} "
                   f"frame F1 {mean.frame.f1:.4f}", flush=True)
         chosen, best_f1 = max(rows, key=lambda row: row[1:])[:2]   # ties: note-with-offset, then frame F1

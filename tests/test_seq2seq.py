@@ -7,7 +7,8 @@ from amtcli.checkpoint import get_family, load_checkpoint, save_checkpoint
 from amtcli.decoding.tokens import (EOS, NOTE_OFF_BASE, PAD, SHIFT_BASE, VOCAB_SIZE, Detokenizer, confirm_note_ons,
                                     encode_window, end_notes_by_activity)
 from amtcli.errors import ConfigError, ModelError
-from amtcli.families.seq2seq import (Seq2SeqConfig, Seq2SeqTranscriber, guided_attention_loss, is_looping,
+from amtcli.families.seq2seq import (Seq2SeqConfig, Seq2SeqTranscriber, TokenGrammar, attack_evidence,
+                                     guided_attention_loss, is_looping,
                                      token_positions)
 from amtcli.inference import transcribe
 from amtcli.options import DecodeOptions, FeatureSpec
@@ -580,7 +581,7 @@ def test_the_rules_read_the_detector_not_the_frame_head_and_transcribe_passes_th
     half_s = SHIFT_BASE + 49
     tokens = [half_s, 40, half_s, NOTE_OFF_BASE + 40, EOS]       # key 40 from 0.5 s to 1.0 s
 
-    def decoder_says(audio, grammar=True, encoded=None):
+    def decoder_says(audio, grammar=True, encoded=None, fusion=None):
         return [{"tokens": list(tokens), "stopped": "eos"} for _ in range(audio.shape[0])]
 
     model = Seq2SeqTranscriber(config).eval()
@@ -714,3 +715,72 @@ def test_end_notes_by_activity_ends_notes_where_the_frame_head_stops():
     # a re-attack before the activity falls ends the first note; the second ends at 1.2 s
     reattack = [SHIFT_BASE + 99, 40, SHIFT_BASE + 9, 40, EOS]
     assert end_notes_by_activity(reattack, activity, 0.5, 50.0) == reattack[:-1] + [SHIFT_BASE + 9, NOTE_OFF_BASE + 40]
+
+
+def test_attack_evidence_is_the_rise_test_of_confirm_note_ons():
+    """For every time and key, attack_evidence >= r exactly when confirm_note_ons' rise test
+    keeps a NOTE_ON there (first attack, and a re-attack after a kept one)."""
+    rng = np.random.default_rng(3)
+    activity = rng.uniform(0, 1, (30, 88)).astype(np.float32)
+    activity[:, 5] = 0.0
+    activity[12:, 5] = 1.0                        # key 5 starts at position 12 (0.24 s)
+    steps = np.arange(0, 60)
+    now = torch.from_numpy(steps).float()
+    never = torch.full((len(steps), 88), TokenGrammar.NEVER)
+    evidence = attack_evidence(torch.from_numpy(activity)[None].expand(len(steps), -1, -1), now, never, 0.5).numpy()
+    assert evidence[24, 5] == pytest.approx(1.0) and evidence[10, 5] == 0.0 and evidence[50, 5] == 0.0
+    checked = 0
+    for r in (0.1, 0.3, 0.6):
+        for i, step in enumerate(steps):
+            for key in (0, 5, 17, 60):
+                if abs(evidence[i, key] - r) < 1e-4:
+                    continue
+                tokens = with_shift(step) + [key]
+                kept, _ = confirm_note_ons(tokens, activity, 0.0, 50.0, rise=r)
+                assert (key in kept) == (evidence[i, key] >= r), (r, step, key)
+                checked += 1
+    # a re-attack looks back no further than the key's last kept NOTE_ON
+    for first, second in ((3, 20), (10, 14), (20, 50), (8, 40)):
+        last_on = never[:1].clone().fill_(float(first))
+        ev = attack_evidence(torch.from_numpy(activity)[None], torch.tensor([float(second)]), last_on, 0.5)[0].numpy()
+        for key in range(88):
+            for r in (0.1, 0.3):
+                opening = with_shift(first) + [key]
+                if abs(ev[key] - r) < 1e-4 or key not in confirm_note_ons(opening, activity, 0.0, 50.0, rise=r)[0]:
+                    continue                      # the first NOTE_ON must be kept for the look-back to start there
+                kept, _ = confirm_note_ons(opening + with_shift(second - first) + [key], activity, 0.0, 50.0, rise=r)
+                assert (kept.count(key) == 2) == (ev[key] >= r), (first, second, key, r)
+                checked += 1
+    assert checked > 500
+
+
+def with_shift(step: int) -> list[int]:
+    """TIME_SHIFT tokens that move time by ``step`` 10 ms steps."""
+    tokens = []
+    while step > 0:
+        tokens.append(SHIFT_BASE + min(step, 100) - 1)
+        step -= min(step, 100)
+    return tokens
+
+
+def test_fusion_pushes_the_decoder_toward_keys_that_start_sounding_and_only_once():
+    """fusion_weight adds the detector's attack evidence to the NOTE_ON logits: a large
+    weight makes the first token the NOTE_ON of the key that starts at the window's start,
+    and no second NOTE_ON of it follows from the fusion; weight 0 decodes as before."""
+    torch.manual_seed(0)
+    config = Seq2SeqConfig(**{**SMALL.__dict__, "memory_stride": 1, "frame_detector": True,
+                              "detector_stem_channels": 4, "detector_model_dim": 16, "detector_blocks": 1,
+                              "detector_dilations": (1, 2)})
+    model = Seq2SeqTranscriber(config).eval()
+    key = 40
+    with torch.no_grad():
+        model.detector.frame.weight.zero_()
+        model.detector.frame.bias.fill_(-10.0)
+        model.detector.frame.bias[key] = 10.0      # the detector hears key 40 from the start, nothing else
+    audio = torch.from_numpy(np.random.default_rng(0).normal(0, 0.1, (1, 16000)).astype(np.float32))
+    plain = model.decode_windows(audio, grammar=False)
+    assert plain[0, 0] != key                      # the random decoder does not say it by itself
+    assert np.array_equal(model.decode_windows(audio, grammar=False, fusion_weight=0.0), plain)
+    for width in (1, 2):
+        fused = model.decode_windows(audio, beam_width=width, grammar=False, fusion_weight=20.0)[0].tolist()
+        assert fused[0] == key and fused.count(key) == 1, width

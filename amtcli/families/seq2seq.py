@@ -26,13 +26,15 @@ After the Seq2Seq model of the "CTC vs. Seq2Seq" study:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from amtcli.decoding.tokens import (EOS, MAX_SHIFT_STEPS, NOTE_OFF_BASE, PAD, SHIFT_BASE, SOS, TIME_STEP_S,
+from amtcli.decoding.tokens import (EOS, MAX_SHIFT_STEPS, NOTE_OFF_BASE, NOTE_ON_BASE, PAD, SHIFT_BASE, SOS,
+                                    TIME_STEP_S,
                                     VOCAB_SIZE, confirm_note_ons, encode_window,
                                     end_notes_by_activity)
 from amtcli.errors import ConfigError
@@ -285,18 +287,28 @@ class Seq2SeqTranscriber(nn.Module):
         return ((zeros, zeros.clone(), weights, now, *TokenGrammar.start(batch, memory.device)),
                 memory.new_zeros(batch, memory.shape[-1] + self.config.relative_dim))
 
-    def _step(self, previous: torch.Tensor, state, context, keys, memory, mask, constrain: bool = False):
+    def _step(self, previous: torch.Tensor, state, context, keys, memory, mask, constrain: bool = False,
+              fusion: tuple[torch.Tensor, float] | None = None):
         """One decoder step with input feeding; ``previous`` is the token read at this
         step (a TIME_SHIFT moves the current time, NOTE_ON / NOTE_OFF open and close
         pitches). With ``constrain`` the :class:`TokenGrammar` state follows the tokens and
-        the logits of the tokens it forbids are set to -1e9; without it (teacher forcing,
-        unconstrained decoding) that state is passed on untouched. Returns (logits,
-        state, context, weights)."""
+        the logits of the tokens it forbids are set to -1e9; without it and without
+        ``fusion`` (teacher forcing, unconstrained decoding) that state is passed on
+        untouched. ``fusion``: (activity (batch, n_positions, 88), weight) adds weight x
+        :func:`attack_evidence` at the current time to the NOTE_ON logits (shallow
+        fusion with the frame detector). Returns (logits, state, context, weights)."""
         now = state[3] + shift_steps(previous).to(state[3].dtype)
-        grammar = TokenGrammar.update(*state[4:7], previous, now) if constrain else state[4:7]
+        tracked = constrain or fusion is not None
+        grammar = TokenGrammar.update(*state[4:7], previous, now) if tracked else state[4:7]
         h, c = self.cell(torch.cat([self.embed(previous), context], dim=-1), state[:2])
         context, weights = self._attend(h, keys, memory, mask, state[2], now)
         logits = self.out(torch.cat([h, context], dim=-1))
+        if fusion is not None:
+            activity, weight = fusion
+            evidence = attack_evidence(activity, now, grammar[0], self.config.positions_per_step)
+            bias = torch.zeros_like(logits)
+            bias[:, NOTE_ON_BASE: NOTE_ON_BASE + N_KEYS] = weight * evidence.to(logits.dtype)
+            logits = logits + bias
         if constrain:
             logits = logits.masked_fill(~TokenGrammar.allowed(*grammar, now), -1e9)
         return logits, (h, c, weights.to(memory.dtype), now, *grammar), context, weights
@@ -329,7 +341,8 @@ class Seq2SeqTranscriber(nn.Module):
     @torch.no_grad()
     def decode_windows(self, audio: torch.Tensor, beam_width: int = 1, grammar: bool = True,
                        confirm_threshold: float = 0.0, end_threshold: float = 0.0,
-                       onset_confirm_threshold: float = 0.0, rise_threshold: float = 0.0) -> np.ndarray:
+                       onset_confirm_threshold: float = 0.0, rise_threshold: float = 0.0,
+                       fusion_weight: float = 0.0) -> np.ndarray:
         """Audio windows (batch, n_samples) -> (batch, width + 2) int64: each window's
         tokens padded with PAD to ``width`` (``max_decode_tokens``, or more where
         ``end_threshold`` added NOTE_OFFs), then the number of NOTE_ONs dropped as
@@ -343,17 +356,22 @@ class Seq2SeqTranscriber(nn.Module):
         the frame activity (:func:`~amtcli.decoding.tokens.confirm_note_ons`). The frame
         activity is :meth:`key_activity`. ``end_threshold`` > 0: end
         each note where the frame-activity head's activity for its key falls below it, if
-        that comes before its NOTE_OFF (:func:`~amtcli.decoding.tokens.end_notes_by_activity`)."""
-        rules = confirm_threshold > 0 or end_threshold > 0 or onset_confirm_threshold > 0 or rise_threshold > 0
+        that comes before its NOTE_OFF (:func:`~amtcli.decoding.tokens.end_notes_by_activity`).
+        ``fusion_weight`` > 0: while decoding, add that weight x :func:`attack_evidence` of
+        the frame activity to the NOTE_ON logits (the decoder is pushed toward keys that
+        start sounding at its current time; the rules above still apply after)."""
+        uses_activity = confirm_threshold > 0 or end_threshold > 0 or rise_threshold > 0 or fusion_weight > 0
+        rules = uses_activity or onset_confirm_threshold > 0
         spectrum = self.frontend(audio) if rules else None
         encoded = self.encode(audio, spectrum=spectrum) if rules else None
-        decoded = (self.greedy(audio, grammar=grammar, encoded=encoded) if beam_width <= 1
-                   else self.beam(audio, beam_width, grammar=grammar, encoded=encoded))
+        heard = self.key_activity(spectrum, encoded[0]) if uses_activity else None
+        fusion = (heard, fusion_weight) if fusion_weight > 0 else None
+        decoded = (self.greedy(audio, grammar=grammar, encoded=encoded, fusion=fusion) if beam_width <= 1
+                   else self.beam(audio, beam_width, grammar=grammar, encoded=encoded, fusion=fusion))
         unconfirmed = [0] * len(decoded)
         if encoded is not None:
             n_windows = encoded[0].shape[0]
-            activity = (self.key_activity(spectrum, encoded[0]).float().cpu().numpy()
-                        if confirm_threshold > 0 or end_threshold > 0 or rise_threshold > 0 else [None] * n_windows)
+            activity = heard.float().cpu().numpy() if heard is not None else [None] * n_windows
             onsets = (self.onset_activity(encoded[0]).float().cpu().numpy() if onset_confirm_threshold > 0
                       else [None] * n_windows)
             positions_per_s = self.config.features.frame_rate_hz / self.config.memory_stride
@@ -414,10 +432,12 @@ class Seq2SeqTranscriber(nn.Module):
 
     @torch.no_grad()
     def greedy(self, audio: torch.Tensor, return_attention: bool = False, grammar: bool = True,
-               encoded: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[dict]:
+               encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
+               fusion: tuple[torch.Tensor, float] | None = None) -> list[dict]:
         """Decode each window: ``[{"tokens": list[int], "stopped": "eos"|"length"|"loop"|"end",
         "attention": (n_tokens, n_positions) array if asked}]``. ``encoded``: the
-        (memory, mask) of :meth:`encode` for ``audio``, if already computed."""
+        (memory, mask) of :meth:`encode` for ``audio``, if already computed; ``fusion``:
+        (key activity (batch, n_positions, 88), weight), as in :meth:`_step`."""
         memory, mask = encoded if encoded is not None else self.encode(audio)
         keys = self.attn_memory(memory)
         state, context = self._start(memory)
@@ -429,7 +449,7 @@ class Seq2SeqTranscriber(nn.Module):
         stopped: list[str | None] = [None] * batch
         for _ in range(self.config.max_decode_tokens):
             logits, state, context, weights = self._step(previous, state, context, keys, memory, mask,
-                                                         constrain=grammar)
+                                                         constrain=grammar, fusion=fusion)
             previous = logits.argmax(dim=-1)
             now = state[3].tolist()                                # time before this step's token
             for i, token in enumerate(previous.tolist()):
@@ -461,49 +481,57 @@ class Seq2SeqTranscriber(nn.Module):
 
     @torch.no_grad()
     def beam(self, audio: torch.Tensor, width: int = 4, grammar: bool = True,
-             encoded: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[dict]:
+             encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
+             fusion: tuple[torch.Tensor, float] | None = None) -> list[dict]:
         """Beam search per window (length-normalised log-probability), same result format
-        as :meth:`greedy` without attention. ``encoded``: the (memory, mask) of
-        :meth:`encode` for the whole ``audio`` batch, if already computed (otherwise each
-        window is encoded on its own)."""
+        as :meth:`greedy` without attention. Every window's live beams step together, one
+        decoder call per step for the whole batch. ``encoded``: the (memory, mask) of
+        :meth:`encode` for the whole ``audio`` batch, if already computed; ``fusion``: (key
+        activity (batch, n_positions, 88), weight), as in :meth:`_step`."""
+        memory, mask = encoded if encoded is not None else self.encode(audio)
+        keys = self.attn_memory(memory)
+        state, context = self._start(memory)
+        end_steps = self._end_steps(mask)
+        n_windows = memory.shape[0]
+        # a beam: (log p, tokens, row of its decoder state in `state` / `context` or -1, stop reason)
+        beams: list[list[tuple]] = [[(0.0, [], i, "")] for i in range(n_windows)]
+        cached: tuple[list[int], tuple] | None = None
+        for _ in range(self.config.max_decode_tokens):
+            live = [(window, beam) for window in range(n_windows) for beam in beams[window] if not beam[3]]
+            if not live:
+                break
+            windows = [window for window, _ in live]
+            if cached is None or cached[0] != windows:
+                index = torch.tensor(windows, dtype=torch.long, device=memory.device)
+                cached = (windows, (keys.index_select(0, index), memory.index_select(0, index),
+                                    mask.index_select(0, index),
+                                    None if fusion is None else (fusion[0].index_select(0, index), fusion[1])))
+            window_keys, window_memory, window_mask, window_fusion = cached[1]
+            rows = torch.tensor([beam[2] for _, beam in live], dtype=torch.long, device=memory.device)
+            previous = torch.tensor([beam[1][-1] if beam[1] else SOS for _, beam in live], dtype=torch.long,
+                                    device=memory.device)
+            logits, state, context, _ = self._step(previous, tuple(x.index_select(0, rows) for x in state),
+                                                   context.index_select(0, rows), window_keys, window_memory,
+                                                   window_mask, constrain=grammar, fusion=window_fusion)
+            top = torch.log_softmax(logits.float(), dim=-1).topk(width, dim=-1)
+            values, indices, now = top.values.tolist(), top.indices.tolist(), state[3].tolist()
+            candidates: list[list[tuple]] = [[beam for beam in beams[w] if beam[3]] for w in range(n_windows)]
+            for row, (window, (score, tokens, _, _)) in enumerate(live):
+                for lp, token in zip(values[row], indices[row]):
+                    new_tokens = tokens + ([token] if token != EOS else [])
+                    if token == EOS:
+                        reason = "eos"
+                    elif now[row] + shift_steps_of(token) >= end_steps[window]:
+                        reason = "end"
+                    else:
+                        reason = "loop" if is_looping(new_tokens) else ""
+                    candidates[window].append((score + lp, new_tokens, row, reason))
+            beams = [sorted(found, key=lambda b: -b[0] / max(len(b[1]), 1))[:width] if found else beams[w]
+                     for w, found in enumerate(candidates)]
         results = []
-        for i in range(audio.shape[0]):
-            if encoded is not None:
-                memory, mask = encoded[0][i : i + 1], encoded[1][i : i + 1]
-            else:
-                memory, mask = self.encode(audio[i : i + 1])
-            keys = self.attn_memory(memory)
-            state, context = self._start(memory)
-            end_steps = self._end_steps(mask)[0]
-            beams = [(0.0, [], state, context, "")]          # (log p, tokens, state, context, stop reason)
-            for _ in range(self.config.max_decode_tokens):
-                live = [b for b in beams if not b[4]]
-                if not live:
-                    break
-                candidates = [b for b in beams if b[4]]
-                prev = torch.tensor([b[1][-1] if b[1] else SOS for b in live], dtype=torch.long)
-                joined = tuple(torch.cat([b[2][k] for b in live]) for k in range(len(live[0][2])))
-                ctx = torch.cat([b[3] for b in live])
-                n = len(live)
-                logits, joined, ctx, _ = self._step(prev, joined, ctx, keys.expand(n, -1, -1),
-                                                    memory.expand(n, -1, -1), mask.expand(n, -1), constrain=grammar)
-                log_probs = torch.log_softmax(logits.float(), dim=-1)
-                top = log_probs.topk(width, dim=-1)
-                now = joined[3].tolist()                        # time after each beam's last token
-                for j, (score, tokens, _, _, _) in enumerate(live):
-                    for lp, token in zip(top.values[j].tolist(), top.indices[j].tolist()):
-                        new_tokens = tokens + ([token] if token != EOS else [])
-                        if token == EOS:
-                            reason = "eos"
-                        elif now[j] + shift_steps_of(token) >= end_steps:
-                            reason = "end"
-                        else:
-                            reason = "loop" if is_looping(new_tokens) else ""
-                        candidates.append((score + lp, new_tokens, tuple(x[j : j + 1] for x in joined),
-                                           ctx[j : j + 1], reason))
-                beams = sorted(candidates, key=lambda b: -b[0] / max(len(b[1]), 1))[:width]
-            best = max(beams, key=lambda b: b[0] / max(len(b[1]), 1))
-            results.append({"tokens": best[1], "stopped": best[4] or "length"})
+        for window_beams in beams:
+            best = max(window_beams, key=lambda b: b[0] / max(len(b[1]), 1))
+            results.append({"tokens": best[1], "stopped": best[3] or "length"})
         return results
 
 
@@ -560,6 +588,48 @@ class TokenGrammar:
         rest[:, PAD - SHIFT_BASE] = False
         rest[:, SOS - SHIFT_BASE] = False
         return torch.cat([on_ok, off_ok, rest], dim=1)
+
+
+def attack_evidence(activity: torch.Tensor, now: torch.Tensor, last_on: torch.Tensor, positions_per_step: float,
+                    before_s: float = 0.04, after_s: float = 0.06, back_s: float = 0.2) -> torch.Tensor:
+    """How much each key's frame activity rises at the current time: the tensor form of
+    the rise test of :func:`~amtcli.decoding.tokens.confirm_note_ons`.
+
+    Args:
+        activity: (batch, n_positions, 88) probability that each key sounds at each
+            position of the window.
+        now: (batch,) current time in 10 ms steps from the window's start.
+        last_on: (batch, 88) time in 10 ms steps of each key's latest NOTE_ON
+            (:attr:`TokenGrammar.NEVER` for none).
+        positions_per_step: activity positions per 10 ms step.
+
+    Returns:
+        (batch, 88) float32 in [0, 1]: the key's highest activity within ``before_s``
+        before to ``after_s`` after ``now``, minus its lowest over [now - ``back_s``,
+        now - ``before_s``), looking back no further than its latest NOTE_ON; with no
+        position to look back on, the highest activity itself for a key not yet turned
+        on in the window and 0 for one that was. 0 where the span holds no position.
+    """
+    steps_per_s = 1.0 / TIME_STEP_S
+    per_s = positions_per_step * steps_per_s
+    batch, n_positions, _ = activity.shape
+    now_s = now.float() / steps_per_s
+    lo = torch.ceil((now_s - before_s) * per_s - 1e-6)                       # first position of the span
+    hi = torch.floor((now_s + after_s) * per_s + 1e-6)                      # its last position
+    first = torch.ceil((now_s - back_s) * per_s - 1e-6)                     # first position looked back on
+    span = int(math.ceil((back_s + after_s) * per_s)) + 2
+    positions = first[:, None] + torch.arange(span, dtype=torch.float32, device=activity.device)[None, :]
+    inside = (positions >= 0) & (positions < n_positions) & (positions <= hi[:, None])
+    index = positions.clamp(0, n_positions - 1).long()
+    values = activity.float().gather(1, index[:, :, None].expand(-1, -1, activity.shape[2]))   # (batch, span, 88)
+    after = inside & (positions >= lo[:, None])
+    peak = values.masked_fill(~after[:, :, None], -math.inf).amax(dim=1)
+    attacked = last_on > TokenGrammar.NEVER / 2
+    attack_position = torch.ceil(last_on / steps_per_s * per_s - 1e-6)
+    before = (inside & (positions < lo[:, None]))[:, :, None] & (positions[:, :, None] >= attack_position[:, None, :])
+    floor = values.masked_fill(~before, math.inf).amin(dim=1)
+    rise = torch.where(torch.isfinite(floor), peak - floor, torch.where(attacked, torch.zeros_like(peak), peak))
+    return torch.nan_to_num(rise, neginf=0.0).clamp(0.0, 1.0)
 
 
 def shift_steps(tokens: torch.Tensor) -> torch.Tensor:
