@@ -80,7 +80,8 @@ def run_windows(model: LoadedModel, windows: list[np.ndarray], options: DecodeOp
         return model.module.decode_windows(tensor, options.beam_width, options.token_grammar,
                                            options.confirm_threshold, options.end_threshold,
                                            options.onset_confirm_threshold, options.rise_threshold,
-                                           options.fusion_weight)
+                                           options.fusion_weight,
+                                           (options.fusion_before_s, options.fusion_after_s))
     return model.module.posteriorgram(tensor).float().cpu().numpy()
 
 

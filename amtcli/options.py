@@ -150,6 +150,9 @@ class DecodeOptions:
             key's frame activity at the decoder's current time (the rise test's measure,
             0-1) to the NOTE_ON logits, so the decoder prefers keys that start sounding
             there (shallow fusion with the frame detector; 0: off).
+        fusion_before_s, fusion_after_s: the rise is measured from the key's highest
+            activity within this many seconds before to this many after the current time
+            (its lowest is looked for from 200 ms before up to that span).
     """
 
     onset_threshold: float = 0.5
@@ -166,6 +169,8 @@ class DecodeOptions:
     onset_confirm_threshold: float = 0.0
     rise_threshold: float = 0.0
     fusion_weight: float = 0.0
+    fusion_before_s: float = 0.02
+    fusion_after_s: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("confirm_threshold", "end_threshold", "onset_confirm_threshold", "rise_threshold"):
@@ -175,6 +180,12 @@ class DecodeOptions:
             raise ConfigError(f"beam_width must be at least 1, got {self.beam_width}")
         if not 0.0 <= self.fusion_weight <= 20.0:
             raise ConfigError(f"fusion_weight must be in [0, 20], got {self.fusion_weight}")
+        for name in ("fusion_before_s", "fusion_after_s"):
+            if not 0.0 <= getattr(self, name) <= 0.1:
+                raise ConfigError(f"{name} must be in [0, 0.1] seconds, got {getattr(self, name)}")
+        if self.fusion_before_s + self.fusion_after_s < 0.02:
+            raise ConfigError("fusion_before_s + fusion_after_s must be at least 0.02 s (one activity frame), "
+                              f"got {self.fusion_before_s + self.fusion_after_s:g}")
         if self.note_start not in ("onset", "frame"):
             raise ConfigError(f"note_start must be 'onset' or 'frame', got {self.note_start!r}")
         for name in ("onset_threshold", "frame_threshold"):

@@ -5,7 +5,8 @@ note-start rule ("onset" or "frame"), onset threshold, frame threshold, minimum
 note duration, gap filling and re-onset rise (the last two act in frame-start
 decoding) and blank offset (CTC models), and prints mean note-onset F1 (and note-with-offset and frame F1) per
 combination. For seq2seq models, which decode tokens and not posteriors, it runs the
-whole decoder once per choice of --token-grammar, --confirm, --onset-confirm, --rise, --end and --beam
+whole decoder once per choice of --token-grammar, --confirm, --onset-confirm, --rise, --end, --beam, --fusion and
+--fusion-window
 instead. With --write, stores the
 combination with the best onset F1 (seq2seq ties, such as --end values, which move only
 offsets, go to the better note-with-offset F1, then frame F1) in the checkpoint's
@@ -55,6 +56,8 @@ def main() -> None:
     parser.add_argument("--rise", default="0", help="seq2seq models: rise_threshold values (0: off)")
     parser.add_argument("--beam", default="1", help="seq2seq models: beam widths (1: greedy)")
     parser.add_argument("--fusion", default="0", help="seq2seq models: fusion_weight values (0: off)")
+    parser.add_argument("--fusion-window", default="0.02:0",
+                        help="seq2seq models: fusion_before_s:fusion_after_s pairs, comma-separated")
     parser.add_argument("--soundfonts", default="",
                         help="use only the recordings rendered with these soundfonts (comma-separated file "
                              "names, from the dataset's metadata.csv), e.g. ones the model never trained on")
@@ -70,13 +73,17 @@ def main() -> None:
     recordings = load_recordings(pairs, model.features, args.max_s)
     if getattr(model.module, "OUTPUT", "frames") == "tokens":
         rows = []
-        for grammar, confirm, onset_confirm, rise, end, beam, fusion in itertools.product(
+        windows = [tuple(map(float, pair.split(":"))) for pair in args.fusion_window.split(",")]
+        for grammar, confirm, onset_confirm, rise, end, beam, fusion, (before, after) in itertools.product(
                 args.token_grammar.split(","), map(float, args.confirm.split(",")),
                 map(float, args.onset_confirm.split(",")), map(float, args.rise.split(",")),
-                map(float, args.end.split(",")), map(int, args.beam.split(",")), map(float, args.fusion.split(","))):
+                map(float, args.end.split(",")), map(int, args.beam.split(",")), map(float, args.fusion.split(",")),
+                windows):
+            if fusion == 0 and (before, after) != windows[0]:
+                continue                     # the window matters only with fusion
             options = DecodeOptions(token_grammar=grammar == "on", confirm_threshold=confirm, end_threshold=end,
                                     onset_confirm_threshold=onset_confirm, rise_threshold=rise, beam_width=beam,
-                                    fusion_weight=fusion)
+                                    fusion_weight=fusion, fusion_before_s=before, fusion_after_s=after)
             decoded = [list(transcribe(model, Audio(r.samples, model.features.sample_rate), options).notes)
                        for r in recordings]
             mean = mean_result([evaluate_notes(list(r.notes), notes, name=r.name)
@@ -90,11 +97,12 @@ def main() -> None:
             if beam > 1:
                 chosen["beam_width"] = beam
             if fusion > 0:
-                chosen["fusion_weight"] = fusion
+                chosen.update(fusion_weight=fusion, fusion_before_s=before, fusion_after_s=after)
             rows.append((chosen, mean.note_onset.f1, mean.note_offset.f1, mean.frame.f1))
             print(f"token grammar {grammar:3s} confirm {confirm:.2f} onset confirm {onset_confirm:.2f} "
                   f"rise {rise:.2f} end {end:.2f} "
-                  f"beam {beam} fusion {fusion:g}: length ratio {n_est / max(n_ref, 1):.3f} "
+                  f"beam {beam} fusion {fusion:g} window -{before:g}/+{after:g} s: "
+                  f"length ratio {n_est / max(n_ref, 1):.3f} "
                   f"note-onset F1 {mean.note_onset.f1:.4f} note-offset F1 {mean.note_offset.f1:.4f} "
                   f"frame F1 {mean.frame.f1:.4f}", flush=True)
         chosen, best_f1 = max(rows, key=lambda row: row[1:])[:2]   # ties: note-with-offset, then frame F1

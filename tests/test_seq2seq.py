@@ -784,3 +784,45 @@ def test_fusion_pushes_the_decoder_toward_keys_that_start_sounding_and_only_once
     for width in (1, 2):
         fused = model.decode_windows(audio, beam_width=width, grammar=False, fusion_weight=20.0)[0].tolist()
         assert fused[0] == key and fused.count(key) == 1, width
+
+
+def test_fusion_options_are_checked_and_need_a_frame_activity(tmp_path):
+    import json
+
+    for bad in ({"fusion_weight": -1.0}, {"fusion_weight": 25.0}, {"fusion_before_s": 0.2},
+                {"fusion_after_s": -0.01}, {"fusion_before_s": 0.0, "fusion_after_s": 0.0}):
+        with pytest.raises(ConfigError, match="fusion"):
+            DecodeOptions(**bad)
+    bare = Seq2SeqConfig(**{**SMALL.__dict__, "frame_loss_weight": 0.0})
+    save_checkpoint(tmp_path / "bare", "seq2seq", bare.to_dict(), Seq2SeqTranscriber(bare))
+    path = tmp_path / "bare" / "config.json"
+    payload = json.loads(path.read_text())
+    payload["decode"] = {"fusion_weight": 2.0}
+    path.write_text(json.dumps(payload))
+    with pytest.raises(ModelError, match="fusion_weight"):
+        load_checkpoint(tmp_path / "bare")
+
+
+def test_attention_on_the_window_only_equals_attention_over_the_whole_memory():
+    """_attend_window (the decoding path) gives the context and weights of the plain
+    Bahdanau formula over every position with those outside the window masked, at the
+    start, in the middle and at the end of a window, for a batch of different times."""
+    torch.manual_seed(0)
+    model = Seq2SeqTranscriber(WINDOWED).eval()
+    memory, mask = model.encode(torch.randn(3, 16000))
+    keys = model.attn_memory(memory)
+    query, now = torch.randn(3, 16), torch.tensor([0.0, 37.0, 99.0])
+    with torch.no_grad():
+        context, weights = model._attend(query, keys, memory, mask, torch.zeros(3, 25), now)
+        config = model.config
+        grid = torch.arange(keys.shape[1]).float()
+        relative = grid[None, :] - torch.floor(now * config.positions_per_step)[:, None]
+        allowed = mask & (relative >= -config.attention_back) & (relative <= config.window_ahead)
+        offsets = (relative.clamp(-config.attention_back, config.window_ahead) + config.attention_back).long()
+        hidden = keys + model.attn_query(query)[:, None, :] + model.attn_relative(model.relative.weight)[offsets]
+        energy = model.attn_v(torch.tanh(hidden)).squeeze(-1).masked_fill(~allowed, -1e4)
+        expected = torch.softmax(energy, dim=-1)
+        expected_context = torch.cat([torch.bmm(expected[:, None, :], memory).squeeze(1),
+                                      torch.bmm(expected[:, None, :], model.relative.weight[offsets]).squeeze(1)], dim=-1)
+    assert torch.allclose(weights, expected, atol=1e-6)
+    assert torch.allclose(context, expected_context, atol=1e-5)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -157,6 +158,23 @@ class Seq2SeqConfig(FamilyConfig):
         return weights
 
 
+class Fusion(NamedTuple):
+    """Shallow fusion of a frame activity into decoding (see :func:`attack_evidence`).
+
+    Attributes:
+        activity: (batch, n_positions, 88) probability that each key sounds, one row per
+            decoded sequence.
+        weight: added to the NOTE_ON logits per unit of attack evidence.
+        before_s, after_s: the evidence's peak is taken from this many seconds before to
+            this many after the decoder's current time.
+    """
+
+    activity: torch.Tensor
+    weight: float
+    before_s: float
+    after_s: float
+
+
 class Seq2SeqTranscriber(nn.Module):
     """Audio windows -> note-event tokens.
 
@@ -251,6 +269,8 @@ class Seq2SeqTranscriber(nn.Module):
         (batch, n_positions) and the current time ``now`` (batch,) in 10 ms steps ->
         context (batch, memory [+ relative_dim]) and weights (batch, n_positions)."""
         config = self.config
+        if config.attention_window_s and not config.location_kernel:
+            return self._attend_window(query, keys, memory, mask, now)
         hidden = keys.float() + self.attn_query(query).float()[:, None, :]
         if config.location_kernel:
             location = self.attn_location_conv(previous.float()[:, None, :]).transpose(1, 2)
@@ -275,6 +295,36 @@ class Seq2SeqTranscriber(nn.Module):
             context = torch.cat([context, relative_context], dim=-1)
         return context, weights
 
+    def _attend_window(self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor,
+                       now: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_attend` for a windowed attention without location features, computed on
+        the window's positions only (``attention_back`` before the current time to
+        ``window_ahead`` after it) instead of the whole memory: the same context, since
+        positions outside the window get weight exactly 0 either way (their energies are
+        -1e4), for about a quarter of the work on 5 s windows. Weights are returned as
+        (batch, n_positions), zero outside the window."""
+        config = self.config
+        batch, n_positions, units = keys.shape
+        span = config.attention_back + config.window_ahead + 1
+        offsets = torch.arange(span, device=keys.device)
+        start = torch.floor(now.float() * config.positions_per_step).long() - config.attention_back
+        positions = start[:, None] + offsets[None, :]                                   # (batch, span)
+        inside = (positions >= 0) & (positions < n_positions)
+        index = positions.clamp(0, n_positions - 1)
+        allowed = inside & mask.gather(1, index)
+        hidden = keys.gather(1, index[:, :, None].expand(-1, -1, units)).float() + \
+            self.attn_query(query).float()[:, None, :]
+        if config.relative_dim:
+            hidden = hidden + self.attn_relative(self.relative.weight).float()[None]       # offsets 0 .. span - 1
+        energy = self.attn_v(torch.tanh(hidden)).squeeze(-1).masked_fill(~allowed, MASKED_ENERGY)
+        local = torch.softmax(energy, dim=-1) * inside                                  # clamped duplicates: 0
+        window = memory.gather(1, index[:, :, None].expand(-1, -1, memory.shape[-1]))
+        context = torch.bmm(local[:, None, :].to(memory.dtype), window).squeeze(1)
+        if config.relative_dim:
+            context = torch.cat([context, local.to(memory.dtype) @ self.relative.weight.to(memory.dtype)], dim=-1)
+        weights = torch.zeros(batch, n_positions, dtype=local.dtype, device=local.device)
+        return context, weights.scatter_add_(1, index, local)
+
     def _start(self, memory: torch.Tensor):
         """Initial decoder state and context. The state is (h, c, previous attention
         weights: all on position 0, current time in 10 ms steps: 0, and the three
@@ -288,15 +338,15 @@ class Seq2SeqTranscriber(nn.Module):
                 memory.new_zeros(batch, memory.shape[-1] + self.config.relative_dim))
 
     def _step(self, previous: torch.Tensor, state, context, keys, memory, mask, constrain: bool = False,
-              fusion: tuple[torch.Tensor, float] | None = None):
+              fusion: Fusion | None = None):
         """One decoder step with input feeding; ``previous`` is the token read at this
         step (a TIME_SHIFT moves the current time, NOTE_ON / NOTE_OFF open and close
         pitches). With ``constrain`` the :class:`TokenGrammar` state follows the tokens and
         the logits of the tokens it forbids are set to -1e9; without it and without
         ``fusion`` (teacher forcing, unconstrained decoding) that state is passed on
-        untouched. ``fusion``: (activity (batch, n_positions, 88), weight) adds weight x
-        :func:`attack_evidence` at the current time to the NOTE_ON logits (shallow
-        fusion with the frame detector). Returns (logits, state, context, weights)."""
+        untouched. ``fusion`` adds its weight x :func:`attack_evidence` at the current
+        time to the NOTE_ON logits (shallow fusion with the frame detector). Returns
+        (logits, state, context, weights)."""
         now = state[3] + shift_steps(previous).to(state[3].dtype)
         tracked = constrain or fusion is not None
         grammar = TokenGrammar.update(*state[4:7], previous, now) if tracked else state[4:7]
@@ -304,10 +354,10 @@ class Seq2SeqTranscriber(nn.Module):
         context, weights = self._attend(h, keys, memory, mask, state[2], now)
         logits = self.out(torch.cat([h, context], dim=-1))
         if fusion is not None:
-            activity, weight = fusion
-            evidence = attack_evidence(activity, now, grammar[0], self.config.positions_per_step)
+            evidence = attack_evidence(fusion.activity, now, grammar[0], self.config.positions_per_step,
+                                       before_s=fusion.before_s, after_s=fusion.after_s)
             bias = torch.zeros_like(logits)
-            bias[:, NOTE_ON_BASE: NOTE_ON_BASE + N_KEYS] = weight * evidence.to(logits.dtype)
+            bias[:, NOTE_ON_BASE: NOTE_ON_BASE + N_KEYS] = fusion.weight * evidence.to(logits.dtype)
             logits = logits + bias
         if constrain:
             logits = logits.masked_fill(~TokenGrammar.allowed(*grammar, now), -1e9)
@@ -342,7 +392,8 @@ class Seq2SeqTranscriber(nn.Module):
     def decode_windows(self, audio: torch.Tensor, beam_width: int = 1, grammar: bool = True,
                        confirm_threshold: float = 0.0, end_threshold: float = 0.0,
                        onset_confirm_threshold: float = 0.0, rise_threshold: float = 0.0,
-                       fusion_weight: float = 0.0) -> np.ndarray:
+                       fusion_weight: float = 0.0, fusion_window_s: tuple[float, float] = (0.02, 0.0)
+                       ) -> np.ndarray:
         """Audio windows (batch, n_samples) -> (batch, width + 2) int64: each window's
         tokens padded with PAD to ``width`` (``max_decode_tokens``, or more where
         ``end_threshold`` added NOTE_OFFs), then the number of NOTE_ONs dropped as
@@ -359,13 +410,14 @@ class Seq2SeqTranscriber(nn.Module):
         that comes before its NOTE_OFF (:func:`~amtcli.decoding.tokens.end_notes_by_activity`).
         ``fusion_weight`` > 0: while decoding, add that weight x :func:`attack_evidence` of
         the frame activity to the NOTE_ON logits (the decoder is pushed toward keys that
-        start sounding at its current time; the rules above still apply after)."""
+        start sounding at its current time; the rules above still apply after), its peak
+        taken from ``fusion_window_s`` = (seconds before, seconds after) the current time."""
         uses_activity = confirm_threshold > 0 or end_threshold > 0 or rise_threshold > 0 or fusion_weight > 0
         rules = uses_activity or onset_confirm_threshold > 0
         spectrum = self.frontend(audio) if rules else None
         encoded = self.encode(audio, spectrum=spectrum) if rules else None
         heard = self.key_activity(spectrum, encoded[0]) if uses_activity else None
-        fusion = (heard, fusion_weight) if fusion_weight > 0 else None
+        fusion = Fusion(heard, fusion_weight, *fusion_window_s) if fusion_weight > 0 else None
         decoded = (self.greedy(audio, grammar=grammar, encoded=encoded, fusion=fusion) if beam_width <= 1
                    else self.beam(audio, beam_width, grammar=grammar, encoded=encoded, fusion=fusion))
         unconfirmed = [0] * len(decoded)
@@ -433,11 +485,11 @@ class Seq2SeqTranscriber(nn.Module):
     @torch.no_grad()
     def greedy(self, audio: torch.Tensor, return_attention: bool = False, grammar: bool = True,
                encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
-               fusion: tuple[torch.Tensor, float] | None = None) -> list[dict]:
+               fusion: Fusion | None = None) -> list[dict]:
         """Decode each window: ``[{"tokens": list[int], "stopped": "eos"|"length"|"loop"|"end",
         "attention": (n_tokens, n_positions) array if asked}]``. ``encoded``: the
         (memory, mask) of :meth:`encode` for ``audio``, if already computed; ``fusion``:
-        (key activity (batch, n_positions, 88), weight), as in :meth:`_step`."""
+        as in :meth:`_step`, its activity one row per window."""
         memory, mask = encoded if encoded is not None else self.encode(audio)
         keys = self.attn_memory(memory)
         state, context = self._start(memory)
@@ -482,12 +534,12 @@ class Seq2SeqTranscriber(nn.Module):
     @torch.no_grad()
     def beam(self, audio: torch.Tensor, width: int = 4, grammar: bool = True,
              encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
-             fusion: tuple[torch.Tensor, float] | None = None) -> list[dict]:
+             fusion: Fusion | None = None) -> list[dict]:
         """Beam search per window (length-normalised log-probability), same result format
         as :meth:`greedy` without attention. Every window's live beams step together, one
         decoder call per step for the whole batch. ``encoded``: the (memory, mask) of
-        :meth:`encode` for the whole ``audio`` batch, if already computed; ``fusion``: (key
-        activity (batch, n_positions, 88), weight), as in :meth:`_step`."""
+        :meth:`encode` for the whole ``audio`` batch, if already computed; ``fusion``: as
+        in :meth:`_step`, its activity one row per window."""
         memory, mask = encoded if encoded is not None else self.encode(audio)
         keys = self.attn_memory(memory)
         state, context = self._start(memory)
@@ -503,9 +555,9 @@ class Seq2SeqTranscriber(nn.Module):
             windows = [window for window, _ in live]
             if cached is None or cached[0] != windows:
                 index = torch.tensor(windows, dtype=torch.long, device=memory.device)
+                fused = None if fusion is None else fusion._replace(activity=fusion.activity.index_select(0, index))
                 cached = (windows, (keys.index_select(0, index), memory.index_select(0, index),
-                                    mask.index_select(0, index),
-                                    None if fusion is None else (fusion[0].index_select(0, index), fusion[1])))
+                                    mask.index_select(0, index), fused))
             window_keys, window_memory, window_mask, window_fusion = cached[1]
             rows = torch.tensor([beam[2] for _, beam in live], dtype=torch.long, device=memory.device)
             previous = torch.tensor([beam[1][-1] if beam[1] else SOS for _, beam in live], dtype=torch.long,
@@ -650,6 +702,8 @@ def is_looping(tokens: list[int], max_period: int = 8, repeats: int = 4) -> bool
         span = period * repeats
         if len(tokens) < span:
             break
+        if tokens[-1] != tokens[-1 - period]:
+            continue                        # cheap test first: the last token does not repeat
         tail = tokens[-span:]
         block = tail[-period:]
         if all(tail[k * period : (k + 1) * period] == block for k in range(repeats)) and \
