@@ -176,7 +176,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         repo_id=None,
         revision=None,
         files=(
-            ModelFile('config.json', sha256='750e863bfef4e9d6dbc12139ed0511c035b792ccf117648ea51f4e9b85ce3594', size=1798),
+            ModelFile('config.json', sha256='9954c36e153488182f6e2eeca69e4f03697accb28fc846e7f1f9413afe21491c', size=1892),
             ModelFile('model.safetensors', sha256='ba51c5c2c3961928a0082593f8fb85f8c68c4be9b989190e2d59e74eab02e707', size=5987116),
             ModelFile('README.md', sha256='682b5877022411bc8872be7afd076dc3d171f79faa17e30e2c73f27514e15618', size=18958),
         ),

@@ -121,9 +121,12 @@ def test_beam_with_frame_head_rules_encodes_each_window_once():
 
 
 def test_loops_are_detected():
-    on, shift = 5, SHIFT_BASE
-    assert is_looping([1, 2] + [on, shift] * 4)
+    on, shift, off = 5, SHIFT_BASE, NOTE_OFF_BASE + 5
+    assert is_looping([1, 2] + [on, off] * 4)      # the same events again and again at one instant
+    assert is_looping([shift, 7, 7, 7, 7])
     assert not is_looping([shift] * 20)            # long silences are legal
+    assert not is_looping([1, 2] + [on, shift, off] * 6)    # a repeated note moves time on: music
+    assert not is_looping([on, shift + 9, off, on + 4, shift + 9, off + 4] * 5)   # an alternating figure
     assert not is_looping([on, shift, on + 1, shift, on + 2, shift, on + 3, shift])
 
 

@@ -35,8 +35,7 @@ import torch
 from torch import nn
 
 from amtcli.decoding.tokens import (EOS, MAX_SHIFT_STEPS, NOTE_OFF_BASE, NOTE_ON_BASE, PAD, SHIFT_BASE, SOS,
-                                    TIME_STEP_S,
-                                    VOCAB_SIZE, confirm_note_ons, encode_window,
+                                    TIME_STEP_S, VOCAB_SIZE, confirm_note_ons, encode_window,
                                     end_notes_by_activity)
 from amtcli.errors import ConfigError
 from amtcli.families.onsets_frames import build_acoustic, run_acoustic
@@ -545,7 +544,8 @@ class Seq2SeqTranscriber(nn.Module):
         state, context = self._start(memory)
         end_steps = self._end_steps(mask)
         n_windows = memory.shape[0]
-        # a beam: (log p, tokens, row of its decoder state in `state` / `context` or -1, stop reason)
+        # a beam: (log p, tokens, row of its decoder state in `state` / `context`, stop reason);
+        # a stopped beam keeps its last row and is never stepped again
         beams: list[list[tuple]] = [[(0.0, [], i, "")] for i in range(n_windows)]
         cached: tuple[list[int], tuple] | None = None
         for _ in range(self.config.max_decode_tokens):
@@ -696,8 +696,12 @@ def shift_steps_of(token: int) -> int:
 
 
 def is_looping(tokens: list[int], max_period: int = 8, repeats: int = 4) -> bool:
-    """True when the last ``repeats`` blocks of some period <= ``max_period`` are identical
-    and contain a note event (a decoder stuck in a cycle)."""
+    """True when the last ``repeats`` blocks of some period <= ``max_period`` are identical,
+    contain a note event and no TIME_SHIFT (a decoder stuck in a cycle at one instant).
+
+    A repeating block that moves time on is music (a repeated note, an Alberti bass, a
+    trill) and ends at the window's end anyway; flagging it cut off windows of the dense
+    generated etudes after a few notes."""
     for period in range(1, max_period + 1):
         span = period * repeats
         if len(tokens) < span:
@@ -707,7 +711,7 @@ def is_looping(tokens: list[int], max_period: int = 8, repeats: int = 4) -> bool
         tail = tokens[-span:]
         block = tail[-period:]
         if all(tail[k * period : (k + 1) * period] == block for k in range(repeats)) and \
-                any(t < SHIFT_BASE for t in block):
+                any(t < SHIFT_BASE for t in block) and not any(SHIFT_BASE <= t < EOS for t in block):
             return True
     return False
 
