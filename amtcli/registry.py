@@ -172,15 +172,15 @@ _ENTRIES: tuple[ModelEntry, ...] = (
     ModelEntry(
         name='seq2seq',
         family='seq2seq',
-        description="CNN + BiLSTM encoder, attention LSTM decoder over note-event tokens, 0.80 M trained parameters; its decoding rules consult a frozen copy of the cnn (the study's Seq2Seq model; the weakest bundled model, no velocities).",
+        description="CNN + BiLSTM encoder, attention LSTM decoder over note-event tokens, 0.80 M trained parameters; a frozen copy of the cnn guides its beam search and checks its notes (the study's Seq2Seq model; poorest offsets of the bundled models, no velocities).",
         repo_id=None,
         revision=None,
         files=(
             ModelFile('config.json', sha256='9954c36e153488182f6e2eeca69e4f03697accb28fc846e7f1f9413afe21491c', size=1892),
             ModelFile('model.safetensors', sha256='ba51c5c2c3961928a0082593f8fb85f8c68c4be9b989190e2d59e74eab02e707', size=5987116),
-            ModelFile('README.md', sha256='682b5877022411bc8872be7afd076dc3d171f79faa17e30e2c73f27514e15618', size=18958),
+            ModelFile('README.md', sha256='dd7f713b88d7bbb0943ad1a2ea448b9822da374c340c0ea5cd3a83f0d14016bc', size=24747),
         ),
-        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.675, 'note-onset F1, realdev (Bach10, mean)': 0.487, 'frame F1, realdev': 0.562, 'token F1, synthetic test': 0.718},
+        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.718, 'note-onset F1, realdev (Bach10, mean)': 0.542, 'frame F1, realdev': 0.601, 'token F1, synthetic test': 0.764},
     ),
 )
 
