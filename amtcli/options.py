@@ -148,8 +148,9 @@ class DecodeOptions:
             test).
         fusion_weight: seq2seq models: while decoding, add this weight x the rise of each
             key's frame activity at the decoder's current time (the rise test's measure,
-            0-1) to the NOTE_ON logits, so the decoder prefers keys that start sounding
-            there (shallow fusion with the frame detector; 0: off).
+            0-1, looking back no further than the key's latest NOTE_ON in the sequence,
+            kept by the rules later or not) to the NOTE_ON logits, so the decoder prefers
+            keys that start sounding there (shallow fusion with the frame detector; 0: off).
         fusion_before_s, fusion_after_s: the rise is measured from the key's highest
             activity within this many seconds before to this many after the current time
             (its lowest is looked for from 200 ms before up to that span).
@@ -183,9 +184,9 @@ class DecodeOptions:
         for name in ("fusion_before_s", "fusion_after_s"):
             if not 0.0 <= getattr(self, name) <= 0.1:
                 raise ConfigError(f"{name} must be in [0, 0.1] seconds, got {getattr(self, name)}")
-        if self.fusion_before_s + self.fusion_after_s < 0.02:
-            raise ConfigError("fusion_before_s + fusion_after_s must be at least 0.02 s (one activity frame), "
-                              f"got {self.fusion_before_s + self.fusion_after_s:g}")
+        if self.fusion_weight > 0 and self.fusion_before_s + self.fusion_after_s < 0.02:
+            raise ConfigError("fusion_before_s + fusion_after_s must be at least 0.02 s so that the fusion window "
+                              f"spans a frame of activity, got {self.fusion_before_s + self.fusion_after_s:g}")
         if self.note_start not in ("onset", "frame"):
             raise ConfigError(f"note_start must be 'onset' or 'frame', got {self.note_start!r}")
         for name in ("onset_threshold", "frame_threshold"):

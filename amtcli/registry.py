@@ -176,11 +176,11 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         repo_id=None,
         revision=None,
         files=(
-            ModelFile('config.json', sha256='9954c36e153488182f6e2eeca69e4f03697accb28fc846e7f1f9413afe21491c', size=1892),
+            ModelFile('config.json', sha256='ec26b5d597d38f8d7dc65002e002441e37b3222dd02069d751bd6ef1dc358a56', size=1891),
             ModelFile('model.safetensors', sha256='ba51c5c2c3961928a0082593f8fb85f8c68c4be9b989190e2d59e74eab02e707', size=5987116),
-            ModelFile('README.md', sha256='dd7f713b88d7bbb0943ad1a2ea448b9822da374c340c0ea5cd3a83f0d14016bc', size=24747),
+            ModelFile('README.md', sha256='cb967ba8d9e439b5b075dce738b4af996bf106be911eb45cc63c20a1721be824', size=26793),
         ),
-        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.718, 'note-onset F1, realdev (Bach10, mean)': 0.542, 'frame F1, realdev': 0.601, 'token F1, synthetic test': 0.764},
+        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.72, 'note-onset F1, realdev (Bach10, mean)': 0.547, 'frame F1, realdev': 0.688, 'token F1, synthetic test': 0.765},
     ),
 )
 

@@ -73,7 +73,12 @@ def main() -> None:
     recordings = load_recordings(pairs, model.features, args.max_s)
     if getattr(model.module, "OUTPUT", "frames") == "tokens":
         rows = []
-        windows = [tuple(map(float, pair.split(":"))) for pair in args.fusion_window.split(",")]
+        try:
+            windows = [tuple(map(float, pair.split(":"))) for pair in args.fusion_window.split(",")]
+        except ValueError:
+            parser.error(f"--fusion-window takes BEFORE:AFTER pairs in seconds, got {args.fusion_window!r}")
+        if any(len(window) != 2 for window in windows):
+            parser.error(f"--fusion-window takes BEFORE:AFTER pairs in seconds, got {args.fusion_window!r}")
         for grammar, confirm, onset_confirm, rise, end, beam, fusion, (before, after) in itertools.product(
                 args.token_grammar.split(","), map(float, args.confirm.split(",")),
                 map(float, args.onset_confirm.split(",")), map(float, args.rise.split(",")),

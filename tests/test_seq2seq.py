@@ -518,7 +518,8 @@ def test_confirm_note_ons_rise_test_keeps_new_attacks_and_drops_keys_already_sou
     assert confirm_note_ons([41, shift_1s, NOTE_OFF_BASE + 41, EOS], frames[45:], 0.5, 50.0, rise=0.5)[1] == 0
     # a note the decoder breaks into pieces (key 40 attacked at 1.0 s, then NOTE_OFF /
     # NOTE_ON every 40-60 ms): the look back starts at the last kept attack, where the key
-    # already sounded, so only the first piece stays; its first NOTE_OFF ends it
+    # already sounded, so only the first attack stays, and the note goes on to the last
+    # piece's NOTE_OFF (the NOTE_OFFs between the pieces go with the dropped NOTE_ONs)
     step_40ms, step_60ms = SHIFT_BASE + 3, SHIFT_BASE + 5
     pieces = [shift_1s, 40, step_40ms, NOTE_OFF_BASE + 40, 40, step_60ms, NOTE_OFF_BASE + 40, 40,
               step_60ms, NOTE_OFF_BASE + 40, EOS]
@@ -526,7 +527,15 @@ def test_confirm_note_ons_rise_test_keeps_new_attacks_and_drops_keys_already_sou
     fresh[50:150, 40] = 0.9                    # key 40 silent until 1.0 s, then sounding
     assert confirm_note_ons(pieces, fresh, 0.5, 50.0) == (pieces, 0)
     assert confirm_note_ons(pieces, fresh, 0.5, 50.0, rise=0.2) == (
-        [shift_1s, 40, step_40ms, NOTE_OFF_BASE + 40, step_60ms, step_60ms, EOS], 2)
+        [shift_1s, 40, step_40ms, step_60ms, step_60ms, NOTE_OFF_BASE + 40, EOS], 2)
+    # a piece the detector does not hear at all is dropped with its NOTE_OFF, and the note
+    # before it keeps its own end
+    short = np.zeros((250, 88))
+    short[50:55, 40] = 0.9                     # key 40 sounds 1.0-1.1 s only
+    step_100ms, step_200ms = SHIFT_BASE + 9, SHIFT_BASE + 19
+    late = [shift_1s, 40, step_100ms, NOTE_OFF_BASE + 40, step_200ms, 40, step_100ms, NOTE_OFF_BASE + 40, EOS]
+    assert confirm_note_ons(late, short, 0.5, 50.0, rise=0.2) == (
+        [shift_1s, 40, step_100ms, NOTE_OFF_BASE + 40, step_200ms, step_100ms, EOS], 1)
 
 
 def test_frame_detector_gives_a_cnns_frames_to_the_rules_and_leaves_training_as_it_was(tmp_path):
@@ -722,26 +731,31 @@ def test_end_notes_by_activity_ends_notes_where_the_frame_head_stops():
 
 def test_attack_evidence_is_the_rise_test_of_confirm_note_ons():
     """For every time and key, attack_evidence >= r exactly when confirm_note_ons' rise test
-    keeps a NOTE_ON there (first attack, and a re-attack after a kept one)."""
+    keeps a NOTE_ON there (first attack, and a re-attack after a kept one), over 5 s, for
+    the rule's span and the fusion's, at 50 and 25 positions per second."""
     rng = np.random.default_rng(3)
-    activity = rng.uniform(0, 1, (30, 88)).astype(np.float32)
+    activity = rng.uniform(0, 1, (260, 88)).astype(np.float32)
     activity[:, 5] = 0.0
     activity[12:, 5] = 1.0                        # key 5 starts at position 12 (0.24 s)
-    steps = np.arange(0, 60)
+    steps = np.arange(0, 501)
     now = torch.from_numpy(steps).float()
     never = torch.full((len(steps), 88), TokenGrammar.NEVER)
-    evidence = attack_evidence(torch.from_numpy(activity)[None].expand(len(steps), -1, -1), now, never, 0.5).numpy()
-    assert evidence[24, 5] == pytest.approx(1.0) and evidence[10, 5] == 0.0 and evidence[50, 5] == 0.0
     checked = 0
-    for r in (0.1, 0.3, 0.6):
-        for i, step in enumerate(steps):
-            for key in (0, 5, 17, 60):
-                if abs(evidence[i, key] - r) < 1e-4:
-                    continue
-                tokens = with_shift(step) + [key]
-                kept, _ = confirm_note_ons(tokens, activity, 0.0, 50.0, rise=r)
-                assert (key in kept) == (evidence[i, key] >= r), (r, step, key)
-                checked += 1
+    for per_step, before, after in ((0.5, 0.04, 0.06), (0.5, 0.02, 0.0), (0.25, 0.04, 0.06), (0.25, 0.02, 0.02)):
+        heard = activity[: int(501 * per_step) + 1]
+        evidence = attack_evidence(torch.from_numpy(heard)[None].expand(len(steps), -1, -1), now, never, per_step,
+                                   before_s=before, after_s=after).numpy()
+        if per_step == 0.5 and before == 0.04:
+            assert evidence[24, 5] == pytest.approx(1.0) and evidence[10, 5] == 0.0 and evidence[50, 5] == 0.0
+        for r in (0.1, 0.3, 0.6):
+            for i, step in enumerate(steps):
+                for key in (0, 5, 17, 60):
+                    if abs(evidence[i, key] - r) < 1e-4:
+                        continue
+                    kept, _ = confirm_note_ons(with_shift(step) + [key], heard, 0.0, per_step * 100, before_s=before,
+                                               after_s=after, rise=r)
+                    assert (key in kept) == (evidence[i, key] >= r), (per_step, before, after, r, step, key)
+                    checked += 1
     # a re-attack looks back no further than the key's last kept NOTE_ON
     for first, second in ((3, 20), (10, 14), (20, 50), (8, 40)):
         last_on = never[:1].clone().fill_(float(first))
@@ -754,7 +768,7 @@ def test_attack_evidence_is_the_rise_test_of_confirm_note_ons():
                 kept, _ = confirm_note_ons(opening + with_shift(second - first) + [key], activity, 0.0, 50.0, rise=r)
                 assert (kept.count(key) == 2) == (ev[key] >= r), (first, second, key, r)
                 checked += 1
-    assert checked > 500
+    assert checked > 20000
 
 
 def with_shift(step: int) -> list[int]:
@@ -793,7 +807,7 @@ def test_fusion_options_are_checked_and_need_a_frame_activity(tmp_path):
     import json
 
     for bad in ({"fusion_weight": -1.0}, {"fusion_weight": 25.0}, {"fusion_before_s": 0.2},
-                {"fusion_after_s": -0.01}, {"fusion_before_s": 0.0, "fusion_after_s": 0.0}):
+                {"fusion_after_s": -0.01}, {"fusion_weight": 1.0, "fusion_before_s": 0.0, "fusion_after_s": 0.0}):
         with pytest.raises(ConfigError, match="fusion"):
             DecodeOptions(**bad)
     bare = Seq2SeqConfig(**{**SMALL.__dict__, "frame_loss_weight": 0.0})
@@ -829,3 +843,23 @@ def test_attention_on_the_window_only_equals_attention_over_the_whole_memory():
                                       torch.bmm(expected[:, None, :], model.relative.weight[offsets]).squeeze(1)], dim=-1)
     assert torch.allclose(weights, expected, atol=1e-6)
     assert torch.allclose(context, expected_context, atol=1e-5)
+
+
+def test_beam_over_a_batch_gives_each_window_its_own_search():
+    """The batched beam search (all windows' beams in one decoder call per step) returns
+    for each window what a search over that window alone returns, with and without fusion."""
+    torch.manual_seed(2)
+    config = Seq2SeqConfig(**{**WINDOWED.__dict__, "memory_stride": 1, "frame_detector": True,
+                              "detector_stem_channels": 4, "detector_model_dim": 16, "detector_blocks": 1,
+                              "detector_dilations": (1, 2)})
+    model = Seq2SeqTranscriber(config).eval()
+    rng = np.random.default_rng(5)
+    audio = torch.from_numpy(rng.normal(0, 0.2, (3, 16000)).astype(np.float32))
+    audio[1, 8000:] = 0.0
+    for weight in (0.0, 3.0):
+        together = model.decode_windows(audio, beam_width=3, grammar=False, fusion_weight=weight)
+        for i in range(3):
+            alone = model.decode_windows(audio[i : i + 1], beam_width=3, grammar=False, fusion_weight=weight)
+            width = min(together.shape[1], alone.shape[1]) - 2
+            assert together[i, :width].tolist() == alone[0, :width].tolist(), (weight, i)
+            assert together[i, -1] == alone[0, -1]

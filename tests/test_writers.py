@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pretty_midi
 import pytest
 
@@ -215,3 +216,16 @@ def test_outputs_get_normal_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert mode == 0o666 & ~umask
+
+
+def test_attention_png_of_a_window_without_tokens_spans_the_window_without_warnings(tmp_path):
+    """A window the decoder says nothing for (weights (0, n_positions)) still gets a map of
+    the window's span, and matplotlib raises no warning about an empty axis."""
+    import warnings
+
+    from amtcli.writers.attention import write_attention_png
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = write_attention_png(np.zeros((0, 250)), [], tmp_path / "w.png", 3.0, 0.02)
+    assert path.exists() and path.stat().st_size > 0

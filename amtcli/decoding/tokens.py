@@ -154,7 +154,12 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
         NOTE_OFF that would have ended a dropped note goes too, unless it may end another
         note of that key: one kept in this window and still sounding (the dropped NOTE_ON
         was a re-attack of it), or one carried in from the previous window (the key was
-        not mentioned earlier in the window). Time shifts and other tokens stay.
+        not mentioned earlier in the window). A NOTE_ON dropped by the rise test alone
+        (the key is heard, but without a new attack) whose key's last kept note the
+        decoder had just ended continues that note instead: the NOTE_OFF that ended it is
+        removed, and the dropped note's NOTE_OFF ends it (a note the decoder breaks into
+        pieces comes out whole, not as its first sliver). Time shifts and other tokens
+        stay.
     """
     if threshold <= 0 and onset_threshold <= 0 and rise <= 0:
         return list(tokens), 0
@@ -165,6 +170,7 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
     sounding: set[int] = set()        # keys turned on by a kept NOTE_ON and not yet off
     mentioned: set[int] = set()       # keys with a NOTE_ON or NOTE_OFF earlier in the window
     attacked: dict[int, int] = {}     # key -> position of its last kept NOTE_ON
+    ended: dict[int, int] = {}        # key -> index in `kept` of the NOTE_OFF that ended its last kept note
     dropped = 0
     for step, kind, token in timed_tokens(tokens):
         if kind == "on":
@@ -172,7 +178,8 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
             time_s = step * TIME_STEP_S
             lo = max(0, _position_ceil(time_s - before_s, positions_per_s))
             hi = min(n_positions, _position_floor(time_s + after_s, positions_per_s) + 1)
-            confirmed = lo < hi and all(float(heard[lo:hi, key].max()) >= bar for heard, bar in checks)
+            heard_there = lo < hi and all(float(heard[lo:hi, key].max()) >= bar for heard, bar in checks)
+            confirmed = heard_there
             if confirmed and rise > 0:
                 back = max(0, _position_ceil(time_s - rise_back_s, positions_per_s), attacked.get(key, 0))
                 before = activity[back:min(lo, n_positions), key]
@@ -182,23 +189,29 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
                     confirmed = key not in attacked and float(activity[lo:hi, key].max()) >= rise
             if not confirmed:
                 dropped += 1
-                if key in mentioned and key not in sounding:
+                if heard_there and key in ended:     # the kept note goes on: undo the NOTE_OFF that ended it
+                    kept[ended.pop(key)] = None
+                    sounding.add(key)
+                elif key in mentioned and key not in sounding:
                     unconfirmed.add(key)
                 mentioned.add(key)
                 continue
             unconfirmed.discard(key)
+            ended.pop(key, None)
             sounding.add(key)
             mentioned.add(key)
             attacked[key] = _position_ceil(time_s, positions_per_s)
         elif kind == "off":
             key = token - NOTE_OFF_BASE
             mentioned.add(key)
-            sounding.discard(key)
             if key in unconfirmed:
                 unconfirmed.discard(key)
                 continue
+            if key in sounding and key in attacked:
+                ended[key] = len(kept)
+            sounding.discard(key)
         kept.append(token)
-    return kept, dropped
+    return [token for token in kept if token is not None], dropped
 
 
 def end_notes_by_activity(tokens: list[int], activity, threshold: float, positions_per_s: float,

@@ -301,7 +301,10 @@ class Seq2SeqTranscriber(nn.Module):
         ``window_ahead`` after it) instead of the whole memory: the same context, since
         positions outside the window get weight exactly 0 either way (their energies are
         -1e4), for about a quarter of the work on 5 s windows. Weights are returned as
-        (batch, n_positions), zero outside the window."""
+        (batch, n_positions), zero outside the window. The one difference: when no
+        position in the window is allowed (the current time past the mask's end, which
+        decoding never reaches) the full formula spreads the weights over every position
+        and this one over the window."""
         config = self.config
         batch, n_positions, units = keys.shape
         span = config.attention_back + config.window_ahead + 1
@@ -470,7 +473,8 @@ class Seq2SeqTranscriber(nn.Module):
             return memory[..., start: start + N_KEYS]
         if not hasattr(self, "frame_head"):
             raise ConfigError("this seq2seq checkpoint has no frame-activity head (frame_loss_weight = 0), "
-                              "so it cannot confirm or end notes; set confirm_threshold and end_threshold to 0")
+                              "so it cannot confirm, end or fuse notes; set confirm_threshold, rise_threshold, "
+                              "end_threshold and fusion_weight to 0")
         return torch.sigmoid(self.frame_head(memory[..., : 2 * self.config.encoder_units]))
 
     def onset_activity(self, memory: torch.Tensor) -> torch.Tensor:
@@ -545,7 +549,7 @@ class Seq2SeqTranscriber(nn.Module):
         end_steps = self._end_steps(mask)
         n_windows = memory.shape[0]
         # a beam: (log p, tokens, row of its decoder state in `state` / `context`, stop reason);
-        # a stopped beam keeps its last row and is never stepped again
+        # once a beam stops its row is stale (it indexes an earlier step's state) and never read
         beams: list[list[tuple]] = [[(0.0, [], i, "")] for i in range(n_windows)]
         cached: tuple[list[int], tuple] | None = None
         for _ in range(self.config.max_decode_tokens):
@@ -661,23 +665,27 @@ def attack_evidence(activity: torch.Tensor, now: torch.Tensor, last_on: torch.Te
         now - ``before_s``), looking back no further than its latest NOTE_ON; with no
         position to look back on, the highest activity itself for a key not yet turned
         on in the window and 0 for one that was. 0 where the span holds no position.
+        Unlike the rule, which looks back to the latest NOTE_ON it *kept*, ``last_on``
+        is the latest one the decoder emitted, kept by the rules later or not.
     """
+    if before_s > back_s:
+        raise ValueError(f"before_s ({before_s}) must not exceed back_s ({back_s})")
     steps_per_s = 1.0 / TIME_STEP_S
     per_s = positions_per_step * steps_per_s
     batch, n_positions, _ = activity.shape
-    now_s = now.float() / steps_per_s
+    now_s = now.double() / steps_per_s          # float64: float32 puts span ends one position off
     lo = torch.ceil((now_s - before_s) * per_s - 1e-6)                       # first position of the span
     hi = torch.floor((now_s + after_s) * per_s + 1e-6)                      # its last position
     first = torch.ceil((now_s - back_s) * per_s - 1e-6)                     # first position looked back on
     span = int(math.ceil((back_s + after_s) * per_s)) + 2
-    positions = first[:, None] + torch.arange(span, dtype=torch.float32, device=activity.device)[None, :]
+    positions = first[:, None] + torch.arange(span, dtype=torch.float64, device=activity.device)[None, :]
     inside = (positions >= 0) & (positions < n_positions) & (positions <= hi[:, None])
     index = positions.clamp(0, n_positions - 1).long()
     values = activity.float().gather(1, index[:, :, None].expand(-1, -1, activity.shape[2]))   # (batch, span, 88)
     after = inside & (positions >= lo[:, None])
     peak = values.masked_fill(~after[:, :, None], -math.inf).amax(dim=1)
     attacked = last_on > TokenGrammar.NEVER / 2
-    attack_position = torch.ceil(last_on / steps_per_s * per_s - 1e-6)
+    attack_position = torch.ceil(last_on.double() / steps_per_s * per_s - 1e-6)
     before = (inside & (positions < lo[:, None]))[:, :, None] & (positions[:, :, None] >= attack_position[:, None, :])
     floor = values.masked_fill(~before, math.inf).amin(dim=1)
     rise = torch.where(torch.isfinite(floor), peak - floor, torch.where(attacked, torch.zeros_like(peak), peak))
@@ -706,7 +714,7 @@ def is_looping(tokens: list[int], max_period: int = 8, repeats: int = 4) -> bool
         span = period * repeats
         if len(tokens) < span:
             break
-        if tokens[-1] != tokens[-1 - period]:
+        if span > period and tokens[-1] != tokens[-1 - period]:
             continue                        # cheap test first: the last token does not repeat
         tail = tokens[-span:]
         block = tail[-period:]

@@ -18,12 +18,14 @@ def write_attention_png(weights: np.ndarray, tokens: list[int], path: Path, wind
 
     from amtcli.decoding.tokens import token_kind
 
-    n_tokens, n_positions = weights.shape if weights.size else (0, 0)
+    n_tokens, n_positions = weights.shape if weights.ndim == 2 else (0, 0)    # (0, n_positions): no token
     fig = Figure(figsize=(8, max(3.0, min(12.0, 2 + n_tokens / 30))))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    extent = (window_start_s, window_start_s + n_positions * seconds_per_position, max(n_tokens, 1) - 0.5, -0.5)
-    ax.imshow(weights if weights.size else np.zeros((1, 1)), aspect="auto", cmap="magma", extent=extent,
+    extent = (window_start_s, window_start_s + max(n_positions, 1) * seconds_per_position, max(n_tokens, 1) - 0.5,
+              -0.5)
+    ax.imshow(weights if weights.size else np.zeros((1, max(n_positions, 1))), aspect="auto", cmap="magma",
+              extent=extent,
               interpolation="nearest", vmin=0.0)
     ax.set_xlabel("encoder time (s)")
     ax.set_ylabel("decoder step")
