@@ -155,11 +155,12 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
         note of that key: one kept in this window and still sounding (the dropped NOTE_ON
         was a re-attack of it), or one carried in from the previous window (the key was
         not mentioned earlier in the window). A NOTE_ON dropped by the rise test alone
-        (the key is heard, but without a new attack) whose key's last kept note the
-        decoder had just ended continues that note instead: the NOTE_OFF that ended it is
+        (the key is heard, but without a new attack) after the decoder ended that key's
+        last kept note continues that note instead: the NOTE_OFF that ended it is
         removed, and the dropped note's NOTE_OFF ends it (a note the decoder breaks into
-        pieces comes out whole, not as its first sliver). Time shifts and other tokens
-        stay.
+        pieces comes out whole, not as its first sliver). No time limit applies: failing
+        the rise test means the key was heard without a dip since the kept attack or over
+        the 200 ms before. Time shifts and other tokens stay.
     """
     if threshold <= 0 and onset_threshold <= 0 and rise <= 0:
         return list(tokens), 0
