@@ -77,11 +77,11 @@ def run_windows(model: LoadedModel, windows: list[np.ndarray], options: DecodeOp
     posteriorgrams for frame and CTC models, decoded token rows for seq2seq."""
     tensor = torch.from_numpy(np.stack(windows)).to(model.device)
     if output_kind(model) == "tokens":
-        return model.module.decode_windows(tensor, options.beam_width, options.token_grammar,
-                                           options.confirm_threshold, options.end_threshold,
-                                           options.onset_confirm_threshold, options.rise_threshold,
-                                           options.fusion_weight,
-                                           (options.fusion_before_s, options.fusion_after_s))
+        return model.module.decode_windows(
+            tensor, options.beam_width, options.token_grammar, confirm_threshold=options.confirm_threshold,
+            end_threshold=options.end_threshold, onset_confirm_threshold=options.onset_confirm_threshold,
+            rise_threshold=options.rise_threshold, reattack_s=options.reattack_s,
+            fusion_weight=options.fusion_weight, fusion_window_s=(options.fusion_before_s, options.fusion_after_s))
     return model.module.posteriorgram(tensor).float().cpu().numpy()
 
 

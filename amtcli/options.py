@@ -146,6 +146,9 @@ class DecodeOptions:
             before it, looking back no further than the key's last kept NOTE_ON (a new
             attack, not a key already sounding or a note broken into pieces; 0: no rise
             test).
+        reattack_s: seq2seq models: a NOTE_ON less than this many seconds after its key's
+            last kept NOTE_ON in the window is no new attack and is dropped (a slow attack
+            that the decoder reads twice; 0: no such test).
         fusion_weight: seq2seq models: while decoding, add this weight x the rise of each
             key's frame activity at the decoder's current time (the rise test's measure,
             0-1, looking back no further than the key's latest NOTE_ON in the sequence,
@@ -169,6 +172,7 @@ class DecodeOptions:
     end_threshold: float = 0.0
     onset_confirm_threshold: float = 0.0
     rise_threshold: float = 0.0
+    reattack_s: float = 0.0
     fusion_weight: float = 0.0
     fusion_before_s: float = 0.02
     fusion_after_s: float = 0.0
@@ -179,6 +183,8 @@ class DecodeOptions:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.beam_width < 1:
             raise ConfigError(f"beam_width must be at least 1, got {self.beam_width}")
+        if not 0.0 <= self.reattack_s <= 0.5:
+            raise ConfigError(f"reattack_s must be in [0, 0.5] seconds, got {self.reattack_s}")
         if not 0.0 <= self.fusion_weight <= 20.0:
             raise ConfigError(f"fusion_weight must be in [0, 20], got {self.fusion_weight}")
         for name in ("fusion_before_s", "fusion_after_s"):

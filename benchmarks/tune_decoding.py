@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--rise", default="0", help="seq2seq models: rise_threshold values (0: off)")
     parser.add_argument("--beam", default="1", help="seq2seq models: beam widths (1: greedy)")
     parser.add_argument("--fusion", default="0", help="seq2seq models: fusion_weight values (0: off)")
+    parser.add_argument("--reattack", default="0", help="seq2seq models: reattack_s values (0: off)")
     parser.add_argument("--fusion-window", default="0.02:0",
                         help="seq2seq models: fusion_before_s:fusion_after_s pairs, comma-separated")
     parser.add_argument("--soundfonts", default="",
@@ -79,16 +80,17 @@ def main() -> None:
             parser.error(f"--fusion-window takes BEFORE:AFTER pairs in seconds, got {args.fusion_window!r}")
         if any(len(window) != 2 for window in windows):
             parser.error(f"--fusion-window takes BEFORE:AFTER pairs in seconds, got {args.fusion_window!r}")
-        for grammar, confirm, onset_confirm, rise, end, beam, fusion, (before, after) in itertools.product(
+        for grammar, confirm, onset_confirm, rise, end, beam, fusion, (before, after), reattack in itertools.product(
                 args.token_grammar.split(","), map(float, args.confirm.split(",")),
                 map(float, args.onset_confirm.split(",")), map(float, args.rise.split(",")),
                 map(float, args.end.split(",")), map(int, args.beam.split(",")), map(float, args.fusion.split(",")),
-                windows):
+                windows, map(float, args.reattack.split(","))):
             if fusion == 0 and (before, after) != windows[0]:
                 continue                     # the window matters only with fusion
             options = DecodeOptions(token_grammar=grammar == "on", confirm_threshold=confirm, end_threshold=end,
                                     onset_confirm_threshold=onset_confirm, rise_threshold=rise, beam_width=beam,
-                                    fusion_weight=fusion, fusion_before_s=before, fusion_after_s=after)
+                                    fusion_weight=fusion, fusion_before_s=before, fusion_after_s=after,
+                                    reattack_s=reattack)
             decoded = [list(transcribe(model, Audio(r.samples, model.features.sample_rate), options).notes)
                        for r in recordings]
             mean = mean_result([evaluate_notes(list(r.notes), notes, name=r.name)
@@ -103,10 +105,12 @@ def main() -> None:
                 chosen["beam_width"] = beam
             if fusion > 0:
                 chosen.update(fusion_weight=fusion, fusion_before_s=before, fusion_after_s=after)
+            if reattack > 0:
+                chosen["reattack_s"] = reattack
             rows.append((chosen, mean.note_onset.f1, mean.note_offset.f1, mean.frame.f1))
             print(f"token grammar {grammar:3s} confirm {confirm:.2f} onset confirm {onset_confirm:.2f} "
                   f"rise {rise:.2f} end {end:.2f} "
-                  f"beam {beam} fusion {fusion:g} window -{before:g}/+{after:g} s: "
+                  f"beam {beam} fusion {fusion:g} window -{before:g}/+{after:g} s reattack {reattack:g} s: "
                   f"length ratio {n_est / max(n_ref, 1):.3f} "
                   f"note-onset F1 {mean.note_onset.f1:.4f} note-offset F1 {mean.note_offset.f1:.4f} "
                   f"frame F1 {mean.frame.f1:.4f}", flush=True)

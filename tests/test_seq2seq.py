@@ -863,3 +863,21 @@ def test_beam_over_a_batch_gives_each_window_its_own_search():
             width = min(together.shape[1], alone.shape[1]) - 2
             assert together[i, :width].tolist() == alone[0, :width].tolist(), (weight, i)
             assert together[i, -1] == alone[0, -1]
+
+
+def test_confirm_note_ons_reattack_gap_drops_a_slow_attack_read_twice():
+    """reattack_s: a NOTE_ON of a key less than that soon after its last kept NOTE_ON is no
+    new attack (its NOTE_OFF ends the kept note); one later is kept; other keys are free."""
+    frames = np.zeros((250, 88))
+    frames[50:150, 40] = np.linspace(0.2, 1.0, 100)      # a slow rise from 1.0 s
+    frames[50:150, 41] = 0.9
+    shift_1s, step_70ms, step_200ms = SHIFT_BASE + 99, SHIFT_BASE + 6, SHIFT_BASE + 19
+    tokens = [shift_1s, 40, step_70ms, 40, 41, step_200ms, 40, shift_1s, NOTE_OFF_BASE + 40, NOTE_OFF_BASE + 41, EOS]
+    assert confirm_note_ons(tokens, frames, 0.1, 50.0) == (tokens, 0)
+    kept, dropped = confirm_note_ons(tokens, frames, 0.1, 50.0, reattack_s=0.1)
+    assert dropped == 1 and kept == [shift_1s, 40, step_70ms, 41, step_200ms, 40, shift_1s, NOTE_OFF_BASE + 40,
+                                     NOTE_OFF_BASE + 41, EOS]
+    assert confirm_note_ons(tokens, None, 0.0, 50.0, reattack_s=0.1) == (kept, 1)   # the gap alone needs no activity
+    assert DecodeOptions(reattack_s=0.1).reattack_s == 0.1
+    with pytest.raises(ConfigError, match="reattack_s"):
+        DecodeOptions(reattack_s=0.6)

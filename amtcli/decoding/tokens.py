@@ -127,7 +127,7 @@ def _position_ceil(seconds: float, positions_per_s: float) -> int:
 def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_per_s: float,
                      before_s: float = 0.04, after_s: float = 0.06, onsets=None,
                      onset_threshold: float = 0.0, rise: float = 0.0,
-                     rise_back_s: float = 0.2) -> tuple[list[int], int]:
+                     rise_back_s: float = 0.2, reattack_s: float = 0.0) -> tuple[list[int], int]:
     """Drop the NOTE_ONs that the frame activity (and the onset activity) do not confirm.
 
     Args:
@@ -147,7 +147,10 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
             the window, so a note the decoder breaks into pieces keeps only its first
             (a NOTE_ON within ``before_s`` of the last kept one is no new attack); with no
             position before and no earlier attack, the lowest value counts as 0.
-            ``activity`` is needed. All tests off keeps every NOTE_ON.
+            ``activity`` is needed.
+        reattack_s: with ``reattack_s`` > 0, a NOTE_ON less than that many seconds after
+            its key's last kept NOTE_ON is no new attack (a slow attack read twice). All
+            tests off keeps every NOTE_ON.
 
     Returns:
         (tokens without the unconfirmed NOTE_ONs, number of NOTE_ONs dropped). The
@@ -162,10 +165,10 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
         the rise test means the key was heard without a dip since the kept attack or over
         the 200 ms before. Time shifts and other tokens stay.
     """
-    if threshold <= 0 and onset_threshold <= 0 and rise <= 0:
+    if threshold <= 0 and onset_threshold <= 0 and rise <= 0 and reattack_s <= 0:
         return list(tokens), 0
     checks = [(heard, bar) for heard, bar in ((activity, threshold), (onsets, onset_threshold)) if bar > 0]
-    n_positions = (activity if rise > 0 else checks[0][0]).shape[0]
+    n_positions = (activity if activity is not None else checks[0][0]).shape[0] if activity is not None or checks else 0
     kept: list[int] = []
     unconfirmed: set[int] = set()     # keys whose NOTE_OFF would end a dropped note only
     sounding: set[int] = set()        # keys turned on by a kept NOTE_ON and not yet off
@@ -179,8 +182,11 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
             time_s = step * TIME_STEP_S
             lo = max(0, _position_ceil(time_s - before_s, positions_per_s))
             hi = min(n_positions, _position_floor(time_s + after_s, positions_per_s) + 1)
-            heard_there = lo < hi and all(float(heard[lo:hi, key].max()) >= bar for heard, bar in checks)
+            heard_there = (lo < hi and all(float(heard[lo:hi, key].max()) >= bar for heard, bar in checks)
+                           if checks or activity is not None else True)      # reattack_s alone reads no activity
             confirmed = heard_there
+            if confirmed and reattack_s > 0 and key in attacked:
+                confirmed = _position_floor(time_s, positions_per_s) - attacked[key] >= reattack_s * positions_per_s
             if confirmed and rise > 0:
                 back = max(0, _position_ceil(time_s - rise_back_s, positions_per_s), attacked.get(key, 0))
                 before = activity[back:min(lo, n_positions), key]

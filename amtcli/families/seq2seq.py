@@ -393,7 +393,7 @@ class Seq2SeqTranscriber(nn.Module):
     @torch.no_grad()
     def decode_windows(self, audio: torch.Tensor, beam_width: int = 1, grammar: bool = True,
                        confirm_threshold: float = 0.0, end_threshold: float = 0.0,
-                       onset_confirm_threshold: float = 0.0, rise_threshold: float = 0.0,
+                       onset_confirm_threshold: float = 0.0, rise_threshold: float = 0.0, reattack_s: float = 0.0,
                        fusion_weight: float = 0.0, fusion_window_s: tuple[float, float] = (0.02, 0.0)
                        ) -> np.ndarray:
         """Audio windows (batch, n_samples) -> (batch, width + 2) int64: each window's
@@ -406,7 +406,8 @@ class Seq2SeqTranscriber(nn.Module):
         that probability for within 40 ms before to 60 ms after it;
         ``onset_confirm_threshold`` > 0: the same test on the encoder's onset-activity
         head; ``rise_threshold`` > 0: a NOTE_ON's key must also have risen by that much in
-        the frame activity (:func:`~amtcli.decoding.tokens.confirm_note_ons`). The frame
+        the frame activity; ``reattack_s`` > 0: a NOTE_ON that soon after its key's last kept
+        one is dropped (:func:`~amtcli.decoding.tokens.confirm_note_ons`). The frame
         activity is :meth:`key_activity`. ``end_threshold`` > 0: end
         each note where the frame-activity head's activity for its key falls below it, if
         that comes before its NOTE_OFF (:func:`~amtcli.decoding.tokens.end_notes_by_activity`).
@@ -415,7 +416,7 @@ class Seq2SeqTranscriber(nn.Module):
         start sounding at its current time; the rules above still apply after), its peak
         taken from ``fusion_window_s`` = (seconds before, seconds after) the current time."""
         uses_activity = confirm_threshold > 0 or end_threshold > 0 or rise_threshold > 0 or fusion_weight > 0
-        rules = uses_activity or onset_confirm_threshold > 0
+        rules = uses_activity or onset_confirm_threshold > 0 or reattack_s > 0
         spectrum = self.frontend(audio) if rules else None
         encoded = self.encode(audio, spectrum=spectrum) if rules else None
         heard = self.key_activity(spectrum, encoded[0]) if uses_activity else None
@@ -433,7 +434,7 @@ class Seq2SeqTranscriber(nn.Module):
                 result["tokens"], unconfirmed[i] = confirm_note_ons(result["tokens"], activity[i], confirm_threshold,
                                                                     positions_per_s, onsets=onsets[i],
                                                                     onset_threshold=onset_confirm_threshold,
-                                                                    rise=rise_threshold)
+                                                                    rise=rise_threshold, reattack_s=reattack_s)
                 if end_threshold > 0:
                     result["tokens"] = end_notes_by_activity(result["tokens"], activity[i], end_threshold,
                                                              positions_per_s)
