@@ -19,6 +19,16 @@ SMALL = Seq2SeqConfig(features=FeatureSpec(n_bins=64), conv_channels=4, model_di
                       decoder_units=16, embedding_dim=8, max_target_tokens=40, max_decode_tokens=30)
 
 
+def set_decode(folder, decode: dict) -> None:
+    """Replace the 'decode' section of the checkpoint saved in ``folder``."""
+    import json
+
+    path = folder / "config.json"
+    payload = json.loads(path.read_text())
+    payload["decode"] = decode
+    path.write_text(json.dumps(payload))
+
+
 def tone_batch():
     t = np.arange(16000) / 16000
     audio = np.zeros(16000, dtype=np.float32)
@@ -405,7 +415,6 @@ def test_frame_readout_gives_a_cnns_key_probabilities_to_the_memory_and_the_rule
     memory are exactly that cnn's frame probabilities; they are the frame activity the
     confirm rule uses (no auxiliary frame head needed), and the checkpoint loads with
     the rules on."""
-    import json
 
     from amtcli.checkpoint import copy_weights
     from amtcli.families.framewise_cnn import FramewiseCNN, FramewiseCNNConfig
@@ -439,10 +448,7 @@ def test_frame_readout_gives_a_cnns_key_probabilities_to_the_memory_and_the_rule
     ruled = model.decode_windows(audio, grammar=False, confirm_threshold=0.5)
     assert int((ruled[:, :-2] < NOTE_OFF_BASE).sum()) == 0 and int(ruled[:, -2].sum()) > 0
     save_checkpoint(tmp_path / "s2s", "seq2seq", config.to_dict(), model)
-    path = tmp_path / "s2s" / "config.json"
-    payload = json.loads(path.read_text())
-    payload["decode"] = {"confirm_threshold": 0.35, "end_threshold": 0.1}
-    path.write_text(json.dumps(payload))
+    set_decode(tmp_path / "s2s", {"confirm_threshold": 0.35, "end_threshold": 0.1})
     assert load_checkpoint(tmp_path / "s2s").config["frame_readout"] is True
 
 
@@ -542,7 +548,6 @@ def test_frame_detector_gives_a_cnns_frames_to_the_rules_and_leaves_training_as_
     """frame_detector: a copied cnn's frame probabilities are the rules' activity; the
     other modules initialise exactly as without it and the teacher-forced pass does not
     touch it; checkpoints with rise_threshold need a frame-activity source."""
-    import json
 
     from amtcli.checkpoint import copy_weights
     from amtcli.families.framewise_cnn import FramewiseCNN, FramewiseCNNConfig
@@ -574,10 +579,7 @@ def test_frame_detector_gives_a_cnns_frames_to_the_rules_and_leaves_training_as_
     for folder, cfg in (("s2s", config), ("bare", base)):
         if folder == "bare":
             save_checkpoint(tmp_path / folder, "seq2seq", cfg.to_dict(), Seq2SeqTranscriber(cfg))
-        path = tmp_path / folder / "config.json"
-        payload = json.loads(path.read_text())
-        payload["decode"] = {"rise_threshold": 0.1}            # the rise test alone needs an activity too
-        path.write_text(json.dumps(payload))
+        set_decode(tmp_path / folder, {"rise_threshold": 0.1})    # the rise test alone needs an activity too
     assert load_checkpoint(tmp_path / "s2s").config["frame_detector"] is True
     with pytest.raises(ModelError, match="rise_threshold"):
         load_checkpoint(tmp_path / "bare")
@@ -684,20 +686,13 @@ def test_transcription_counts_unconfirmed_note_ons_and_checkpoints_check_the_rul
     ruled = transcribe(loaded, audio, DecodeOptions(token_grammar=False, confirm_threshold=0.5))
     assert plain.notes and plain.stats["unconfirmed_note_ons"] == 0
     assert not ruled.notes and ruled.stats["unconfirmed_note_ons"] >= len(plain.notes)
-    import json
 
     for folder, cfg in (("no-head", SMALL), ("head", config)):
         save_checkpoint(tmp_path / folder, "seq2seq", cfg.to_dict(), Seq2SeqTranscriber(cfg))
-        path = tmp_path / folder / "config.json"
-        payload = json.loads(path.read_text())
-        payload["decode"] = {"confirm_threshold": 0.3 if folder == "no-head" else 1.5}
-        path.write_text(json.dumps(payload))
+        set_decode(tmp_path / folder, {"confirm_threshold": 0.3 if folder == "no-head" else 1.5})
         with pytest.raises(ModelError, match="config.json"):
             load_checkpoint(tmp_path / folder)
-    path = tmp_path / "head" / "config.json"           # a frame head but no onset head
-    payload = json.loads(path.read_text())
-    payload["decode"] = {"onset_confirm_threshold": 0.2}
-    path.write_text(json.dumps(payload))
+    set_decode(tmp_path / "head", {"onset_confirm_threshold": 0.2})    # a frame head but no onset head
     with pytest.raises(ModelError, match="onset_confirm_threshold"):
         load_checkpoint(tmp_path / "head")
 
@@ -804,7 +799,6 @@ def test_fusion_pushes_the_decoder_toward_keys_that_start_sounding_and_only_once
 
 
 def test_fusion_options_are_checked_and_need_a_frame_activity(tmp_path):
-    import json
 
     for bad in ({"fusion_weight": -1.0}, {"fusion_weight": 25.0}, {"fusion_before_s": 0.2},
                 {"fusion_after_s": -0.01}, {"fusion_weight": 1.0, "fusion_before_s": 0.0, "fusion_after_s": 0.0}):
@@ -812,10 +806,7 @@ def test_fusion_options_are_checked_and_need_a_frame_activity(tmp_path):
             DecodeOptions(**bad)
     bare = Seq2SeqConfig(**{**SMALL.__dict__, "frame_loss_weight": 0.0})
     save_checkpoint(tmp_path / "bare", "seq2seq", bare.to_dict(), Seq2SeqTranscriber(bare))
-    path = tmp_path / "bare" / "config.json"
-    payload = json.loads(path.read_text())
-    payload["decode"] = {"fusion_weight": 2.0}
-    path.write_text(json.dumps(payload))
+    set_decode(tmp_path / "bare", {"fusion_weight": 2.0})
     with pytest.raises(ModelError, match="fusion_weight"):
         load_checkpoint(tmp_path / "bare")
 
