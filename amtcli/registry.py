@@ -178,7 +178,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='ec26b5d597d38f8d7dc65002e002441e37b3222dd02069d751bd6ef1dc358a56', size=1891),
             ModelFile('model.safetensors', sha256='ba51c5c2c3961928a0082593f8fb85f8c68c4be9b989190e2d59e74eab02e707', size=5987116),
-            ModelFile('README.md', sha256='68523b26498646ec0fdc3c3ce4d96fcfe92adde544d406d813588f78378cfdc9', size=28126),
+            ModelFile('README.md', sha256='bb25d90cc4a61192da7b12237fab96df02f167142f3d0ce902d1e04223ea38e8', size=28112),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.72, 'note-onset F1, realdev (Bach10, mean)': 0.547, 'frame F1, realdev': 0.688, 'token F1, synthetic test': 0.765},
     ),

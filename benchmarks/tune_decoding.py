@@ -5,9 +5,8 @@ note-start rule ("onset" or "frame"), onset threshold, frame threshold, minimum
 note duration, gap filling and re-onset rise (the last two act in frame-start
 decoding) and blank offset (CTC models), and prints mean note-onset F1 (and note-with-offset and frame F1) per
 combination. For seq2seq models, which decode tokens and not posteriors, it runs the
-whole decoder once per choice of --token-grammar, --confirm, --onset-confirm, --rise, --end, --beam, --fusion and
---fusion-window
-instead. With --write, stores the
+whole decoder once per choice of --token-grammar, --confirm, --onset-confirm, --rise, --end, --beam, --fusion,
+--fusion-window and --reattack instead. With --write, stores the
 combination with the best onset F1 (seq2seq ties, such as --end values, which move only
 offsets, go to the better note-with-offset F1, then frame F1) in the checkpoint's
 config.json ("decode"), which

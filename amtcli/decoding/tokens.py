@@ -168,7 +168,8 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
     if threshold <= 0 and onset_threshold <= 0 and rise <= 0 and reattack_s <= 0:
         return list(tokens), 0
     checks = [(heard, bar) for heard, bar in ((activity, threshold), (onsets, onset_threshold)) if bar > 0]
-    n_positions = (activity if activity is not None else checks[0][0]).shape[0] if activity is not None or checks else 0
+    reads = activity if activity is not None else checks[0][0] if checks else None   # None: reattack_s alone
+    n_positions = reads.shape[0] if reads is not None else 0
     kept: list[int] = []
     unconfirmed: set[int] = set()     # keys whose NOTE_OFF would end a dropped note only
     sounding: set[int] = set()        # keys turned on by a kept NOTE_ON and not yet off
@@ -182,8 +183,8 @@ def confirm_note_ons(tokens: list[int], activity, threshold: float, positions_pe
             time_s = step * TIME_STEP_S
             lo = max(0, _position_ceil(time_s - before_s, positions_per_s))
             hi = min(n_positions, _position_floor(time_s + after_s, positions_per_s) + 1)
-            heard_there = (lo < hi and all(float(heard[lo:hi, key].max()) >= bar for heard, bar in checks)
-                           if checks or activity is not None else True)      # reattack_s alone reads no activity
+            heard_there = reads is None or (lo < hi and all(float(heard[lo:hi, key].max()) >= bar
+                                                            for heard, bar in checks))
             confirmed = heard_there
             if confirmed and reattack_s > 0 and key in attacked:
                 confirmed = _position_floor(time_s, positions_per_s) - attacked[key] >= reattack_s * positions_per_s
