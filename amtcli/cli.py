@@ -117,13 +117,15 @@ def evaluate(
                                          help="auto, cpu or cuda, with --model (default: auto)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the scores as JSON."),
     by_instrument: bool = typer.Option(False, "--by-instrument", help="Also score each instrument separately."),
+    errors: bool = typer.Option(False, "--errors",
+                                help="Also count the unmatched notes by class (harmonic, split, timing, ...)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing JSON / PNG files."),
 ) -> None:
     """Score transcriptions against references with mir_eval (onset, onset+offset, frame).
 
     Either REFERENCE ESTIMATE (files or folders), or --model M --dataset DIR [--split test].
     """
-    from amtcli.commands.evaluate import print_results, score_model, score_paths, write_json
+    from amtcli.commands.evaluate import print_errors, print_results, score_model, score_paths, write_json
     from amtcli.errors import AmtError
 
     use_model = model is not None or dataset is not None
@@ -147,9 +149,9 @@ def evaluate(
     try:
         if use_model:
             report = score_model(model, dataset, split or "test", device or "auto", by_instrument, png_dir,
-                                 overwrite, limit, console)
+                                 overwrite, limit, console, errors)
         else:
-            report = score_paths(reference, estimate, by_instrument)
+            report = score_paths(reference, estimate, by_instrument, errors)
         for name in report.unpaired:
             console.print(f"[yellow]unpaired[/yellow] {name}", highlight=False, soft_wrap=True)
         if report.unlabelled:
@@ -161,6 +163,7 @@ def evaluate(
             console.print(f"[red]error[/red] {line}")
         if report.results:
             print_results(report.results, console)
+            print_errors(report.results, console)
         if json_out is not None:
             write_json(report.results, json_out, overwrite)
     except AmtError as exc:

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import replace
 
 import numpy as np
 
 from amtcli.instruments import program_name
-from amtcli.types import EvalResult, Note, NoteScores, midi_to_hz
+from amtcli.types import ErrorCounts, EvalResult, Note, NoteScores, midi_to_hz
 
 ONSET_TOLERANCE_S = 0.05
 OFFSET_RATIO = 0.2
@@ -117,8 +118,12 @@ def evaluate_notes(
     estimate: list[Note],
     name: str = "",
     by_instrument: bool = False,
+    errors: bool = False,
 ) -> EvalResult:
     """Score ``estimate`` against ``reference`` (measures in the module docstring).
+
+    With ``errors``, ``errors`` also holds the unmatched notes by class
+    (:func:`amtcli.note_errors.classify_errors`).
 
     With ``by_instrument``, ``by_instrument[instrument_key(p)]`` also holds the scores of
     the estimate's notes of program ``p`` against the reference's notes of program
@@ -126,6 +131,10 @@ def evaluate_notes(
     """
     reference, estimate = list(reference), list(estimate)
     result = _pooled(reference, estimate, name)
+    if errors:
+        from amtcli.note_errors import classify_errors
+
+        result = replace(result, errors=classify_errors(reference, estimate))
     if not by_instrument:
         return result
     programs = {n.program for n in reference} | {n.program for n in estimate}
@@ -137,15 +146,7 @@ def evaluate_notes(
             [n for n in estimate if n.program == program],
             key,
         )
-    return EvalResult(
-        result.name,
-        result.note_onset,
-        result.note_offset,
-        result.frame,
-        result.n_ref,
-        result.n_est,
-        by_instrument=per_instrument,
-    )
+    return replace(result, by_instrument=per_instrument)
 
 
 def _mean_scores(scores: list[NoteScores]) -> NoteScores:
@@ -158,8 +159,8 @@ def _mean_scores(scores: list[NoteScores]) -> NoteScores:
 
 def mean_result(results: list[EvalResult], name: str = "mean") -> EvalResult:
     """Mean over files of every score (each file weighs the same; F1 is the mean of
-    per-file F1s, not recomputed). ``n_ref`` and ``n_est`` are totals. Per-instrument
-    means are taken over the files in which that instrument appears.
+    per-file F1s, not recomputed). ``n_ref``, ``n_est`` and error counts are totals.
+    Per-instrument means are taken over the files in which that instrument appears.
 
     Raises ValueError for an empty list.
     """
@@ -177,6 +178,7 @@ def mean_result(results: list[EvalResult], name: str = "mean") -> EvalResult:
         sum(r.n_ref for r in results),
         sum(r.n_est for r in results),
         by_instrument={key: mean_result(subs, key) for key, subs in per_instrument.items()},
+        errors=sum((r.errors for r in results), ErrorCounts()) if all(r.errors is not None for r in results) else None,
     )
 
 

@@ -146,6 +146,36 @@ class NoteScores:
 
 
 @dataclass(frozen=True)
+class ErrorCounts:
+    """Matched notes and the unmatched ones by class (:mod:`amtcli.note_errors`).
+
+    Attributes:
+        hit: matched (reference, estimate) pairs of the note-onset measure.
+        missed: reference notes left unmatched.
+        harmonic, octave_below, split, timing, semitone, silence, other: unmatched
+            estimated notes, each in the first class that applies.
+    """
+
+    ESTIMATE_CLASSES = ("harmonic", "octave_below", "split", "timing", "semitone", "silence", "other")
+
+    hit: int = 0
+    missed: int = 0
+    harmonic: int = 0
+    octave_below: int = 0
+    split: int = 0
+    timing: int = 0
+    semitone: int = 0
+    silence: int = 0
+    other: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"hit": self.hit, "missed": self.missed, **{k: getattr(self, k) for k in self.ESTIMATE_CLASSES}}
+
+    def __add__(self, other: "ErrorCounts") -> "ErrorCounts":
+        return ErrorCounts(**{k: v + other.as_dict()[k] for k, v in self.as_dict().items()})
+
+
+@dataclass(frozen=True)
 class EvalResult:
     """Scores of one estimate against one reference.
 
@@ -156,6 +186,7 @@ class EvalResult:
         frame: frame-level scores on a 10 ms grid.
         n_ref, n_est: number of reference and estimated notes.
         by_instrument: the same measures per instrument name, when asked for.
+        errors: the unmatched notes by class, when asked for (``eval --errors``).
     """
 
     name: str
@@ -165,6 +196,7 @@ class EvalResult:
     n_ref: int
     n_est: int
     by_instrument: dict[str, "EvalResult"] = field(default_factory=dict)
+    errors: ErrorCounts | None = None
 
     def as_dict(self) -> dict:
         out: dict = {"name": self.name, "n_ref": self.n_ref, "n_est": self.n_est}
@@ -173,4 +205,6 @@ class EvalResult:
             out[key] = {"precision": scores.precision, "recall": scores.recall, "f1": scores.f1}
         if self.by_instrument:
             out["by_instrument"] = {k: v.as_dict() for k, v in self.by_instrument.items()}
+        if self.errors is not None:
+            out["errors"] = self.errors.as_dict()
         return out

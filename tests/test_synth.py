@@ -227,7 +227,7 @@ def test_bundled_synthesis_recipes_load_by_name():
     default, five = load_recipe(None), load_recipe("five-soundfonts")
     assert five.sources == default.sources and five.test_soundfonts == default.test_soundfonts
     assert set(default.train_soundfonts) < set(five.train_soundfonts) and len(five.train_soundfonts) == 5
-    with pytest.raises(ConfigError, match="bundled recipes: default"):
+    with pytest.raises(ConfigError, match="bundled recipes: corpus-v3, default"):
         load_recipe("no-such-recipe")
 
 

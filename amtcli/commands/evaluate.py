@@ -83,7 +83,8 @@ def _pairs(ref: Path, est: Path) -> tuple[list[tuple[str, Path, Path]], list[str
     raise LabelError(f"give two files or two folders, not {ref} and {est}")
 
 
-def _evaluate(reference, estimate, name: str, by_instrument: bool, unlabelled: list[str]) -> EvalResult:
+def _evaluate(reference, estimate, name: str, by_instrument: bool, unlabelled: list[str],
+              errors: bool = False) -> EvalResult:
     """:func:`~amtcli.evaluation.evaluate_notes`, except that an estimate without any
     instrument label (amtcli's models do not tell instruments apart) is scored pooled only
     and its name added to ``unlabelled``: matched per instrument, every reference
@@ -93,11 +94,12 @@ def _evaluate(reference, estimate, name: str, by_instrument: bool, unlabelled: l
     if by_instrument and estimate and all(note.program is None for note in estimate):
         unlabelled.append(name)
         by_instrument = False
-    return evaluate_notes(reference, estimate, name=name, by_instrument=by_instrument)
+    return evaluate_notes(reference, estimate, name=name, by_instrument=by_instrument, errors=errors)
 
 
-def score_paths(ref: Path, est: Path, by_instrument: bool = False) -> ScoreReport:
-    """Score one estimate file against one reference file, or two folders pair by pair.
+def score_paths(ref: Path, est: Path, by_instrument: bool = False, errors: bool = False) -> ScoreReport:
+    """Score one estimate file against one reference file, or two folders pair by pair
+    (with ``errors``, also classify the unmatched notes).
 
     Raises LabelError when the paths do not exist, mix a file with a folder, or the
     folders share no file name. A malformed file fails only its own pair (listed in
@@ -117,12 +119,13 @@ def score_paths(ref: Path, est: Path, by_instrument: bool = False) -> ScoreRepor
                 raise
             failed.append(str(exc))
             continue
-        results.append(_evaluate(reference, estimate, name, by_instrument, unlabelled))
+        results.append(_evaluate(reference, estimate, name, by_instrument, unlabelled, errors))
     return ScoreReport(results=results, unpaired=unpaired, failed=failed, unlabelled=unlabelled)
 
 
 def score_recordings(model, items: list[tuple[str, Path, Path]], options=None, by_instrument: bool = False,
-                     png_dir: Path | None = None, overwrite: bool = False, console=None) -> ScoreReport:
+                     png_dir: Path | None = None, overwrite: bool = False, console=None,
+                     errors: bool = False) -> ScoreReport:
     """Transcribe each (name, audio, labels) item with a loaded model and score it.
 
     ``options`` defaults to the model's tuned DecodeOptions. With ``png_dir``, a piano
@@ -149,7 +152,7 @@ def score_recordings(model, items: list[tuple[str, Path, Path]], options=None, b
             estimate = transcribe(model, audio, options)
             transcribe_s += time.perf_counter() - started
             audio_s += audio.duration_s
-            results.append(_evaluate(reference, list(estimate.notes), name, by_instrument, unlabelled))
+            results.append(_evaluate(reference, list(estimate.notes), name, by_instrument, unlabelled, errors))
             tokens[name] = token_metrics(reference, list(estimate.notes))
             if png_dir is not None:
                 write_pianoroll(estimate, png_dir / f"{name}.png", reference=reference, overwrite=overwrite)
@@ -166,7 +169,7 @@ def score_recordings(model, items: list[tuple[str, Path, Path]], options=None, b
 
 def score_model(model_name: str, dataset: Path, split: str, device: str = "auto", by_instrument: bool = False,
                 png_dir: Path | None = None, overwrite: bool = False, limit: int | None = None,
-                console=None) -> ScoreReport:
+                console=None, errors: bool = False) -> ScoreReport:
     """Transcribe every recording of a MusicNet-layout split and score it against its labels."""
     from amtcli.checkpoint import load_checkpoint
     from amtcli.inference import pick_device
@@ -181,7 +184,7 @@ def score_model(model_name: str, dataset: Path, split: str, device: str = "auto"
 
     pairs = split_pairs(dataset, split)
     items = [(audio.stem, audio, labels) for audio, labels in pairs[:limit]]
-    report = score_recordings(model, items, None, by_instrument, png_dir, overwrite, console)
+    report = score_recordings(model, items, None, by_instrument, png_dir, overwrite, console, errors)
     return replace(report, unpaired=musicnet_left_out(dataset, split, pairs))
 
 
@@ -222,6 +225,31 @@ def print_results(results: list[EvalResult], console) -> None:
     if len(results) > 1:
         table.add_section()
         add(mean_result(results), "mean (n_ref, n_est: totals)", style="bold")
+    console.print(table)
+
+
+def print_errors(results: list[EvalResult], console) -> None:
+    """Print the unmatched notes by class (:mod:`amtcli.note_errors`): a row per file with
+    error counts and, for more than one file, a total row. Files without counts are skipped."""
+    from rich.table import Table
+
+    from amtcli.types import ErrorCounts
+
+    counted = [r for r in results if r.errors is not None]
+    if not counted:
+        return
+    columns = ("hit", "missed", *ErrorCounts.ESTIMATE_CLASSES)
+    table = Table(title="unmatched notes by class (estimated notes: harmonic ... other; reference notes: missed)")
+    table.add_column("file", overflow="fold")
+    for column in columns:
+        table.add_column(column.replace("_", " "), justify="right")
+    for result in counted:
+        counts = result.errors.as_dict()
+        table.add_row(result.name, *(str(counts[c]) for c in columns))
+    if len(counted) > 1:
+        table.add_section()
+        total = sum((r.errors for r in counted), ErrorCounts()).as_dict()
+        table.add_row("total", *(str(total[c]) for c in columns), style="bold")
     console.print(table)
 
 

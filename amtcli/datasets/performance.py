@@ -4,7 +4,9 @@ Instruments are assigned to parts from an ensemble (each part moved by octaves i
 instrument's playable range), then the score is played with a drifting tempo, phrase
 dynamics, timing and duration jitter and legato/staccato, and finally same-pitch
 overlaps of one instrument are resolved so the labels obey :func:`validate_notes` and no
-sample can sound forever.
+sample can sound forever. Pianos may be played with the sustain pedal
+(:func:`pedal_segments`); their labels then follow the MAESTRO convention
+(:func:`sustained_notes`).
 """
 
 from __future__ import annotations
@@ -21,20 +23,25 @@ from amtcli.types import Note
 PLAYABLE_RANGE: dict[int, tuple[int, int]] = {
     0: (21, 108),  # piano
     6: (29, 89),  # harpsichord
+    24: (40, 83),  # nylon guitar
+    27: (40, 86),  # clean electric guitar
     40: (55, 100),  # violin
     41: (48, 88),  # viola
     42: (36, 81),  # cello
     43: (28, 67),  # contrabass
+    52: (40, 79),  # choir "aah"
+    53: (40, 79),  # solo voice "ooh"
     56: (54, 84),  # trumpet
     60: (34, 77),  # horn
     65: (49, 81),  # alto saxophone
     66: (44, 76),  # tenor saxophone
+    67: (36, 69),  # baritone saxophone
     68: (58, 91),  # oboe
     70: (34, 75),  # bassoon
     71: (50, 94),  # clarinet
     73: (60, 96),  # flute
 }
-KEYBOARDS = frozenset({0, 6})  #: Programs that may play several parts at once.
+KEYBOARDS = frozenset({0, 6, 24, 27})  #: Programs that may play several parts at once (keyboards, guitars).
 
 
 def _ensemble(*names: str) -> tuple[int, ...]:
@@ -66,6 +73,13 @@ ENSEMBLES: dict[str, tuple[int, ...]] = {
         "oboe", "clarinet", "violin", "viola", "horn", "bassoon", "cello", "contrabass"
     ),
     "violin_harpsichord": _ensemble("violin", "harpsichord"),
+    "guitar": _ensemble("guitar"),
+    "electric_guitar": _ensemble("electric_guitar"),
+    "vocal_quartet": _ensemble("voice", "voice", "voice", "voice"),
+    "choir": _ensemble("choir", "choir", "choir", "choir"),
+    "low_reeds": _ensemble("alto_sax", "tenor_sax", "bassoon", "baritone_sax"),
+    "accompanied_voice": _ensemble("voice", "piano"),
+    "voice_guitar": _ensemble("voice", "guitar"),
     **{
         f"accompanied_{solo}": _ensemble(solo, "piano")
         for solo in (
@@ -75,7 +89,7 @@ ENSEMBLES: dict[str, tuple[int, ...]] = {
     },
     **{
         f"solo_{solo}": _ensemble(solo)
-        for solo in ("violin", "cello", "flute", "clarinet", "oboe", "alto_sax", "bassoon")
+        for solo in ("violin", "cello", "flute", "clarinet", "oboe", "alto_sax", "bassoon", "tenor_sax", "voice")
     },
 }
 
@@ -93,6 +107,8 @@ class PerformanceStyle:
         staccato_prob, legato_prob: share of phrases played staccato / legato.
         velocity_spread: standard deviation of per-note velocity noise.
         min_duration_s: shortest note kept (shorter ones are lengthened).
+        pedal_prob: share of performances in which each piano channel uses the sustain
+            pedal (CC 64), changed every 1, 2 or 4 beats (drawn per performance).
     """
 
     tempo_drift: float = 0.06
@@ -104,6 +120,11 @@ class PerformanceStyle:
     legato_prob: float = 0.3
     velocity_spread: float = 6.0
     min_duration_s: float = 0.03
+    pedal_prob: float = 0.0
+
+
+#: Programs played with the sustain pedal when a performance uses it (acoustic pianos).
+PEDAL_PROGRAMS = frozenset({0, 1})
 
 
 @dataclass(frozen=True)
@@ -116,6 +137,9 @@ class Performance:
         beats: (start_beat, duration_beats, note_value) of each note, for the label CSV.
         programs: 0-based GM program of every channel used.
         instruments: program of each score part (after assignment).
+        sustain: (channel, down_s, up_s) of every sustain-pedal press, sorted; the
+            notes' offsets are key releases (what is rendered), not what sounds
+            under the pedal (see :func:`sustained_notes`).
     """
 
     notes: tuple[Note, ...]
@@ -123,6 +147,7 @@ class Performance:
     beats: tuple[tuple[float, float, str], ...]
     programs: dict[int, int]
     instruments: tuple[int, ...]
+    sustain: tuple[tuple[int, float, float], ...] = ()
 
     @property
     def end_s(self) -> float:
@@ -299,6 +324,14 @@ def perform(
     rows = [(max(r[0], 0.0),) + r[1:] for r in rows]
     merged = resolve_overlaps(rows, {c: p for (_, p), c in channel_of.items()})
     merged.sort(key=lambda r: (r[0], r[2], r[4]))
+    sustain: list[tuple[int, float, float]] = []
+    if style.pedal_prob > 0 and rng.random() < style.pedal_prob:
+        every = float(rng.choice([1.0, 2.0, 4.0]))
+        change_s = to_seconds(np.arange(every, score.end_beats + every, every)) + lead_in_s
+        for (_, program), channel in sorted(channel_of.items(), key=lambda kv: kv[1]):
+            if program in PEDAL_PROGRAMS:
+                onsets = [r[0] for r in merged if r[4] == channel]
+                sustain += [(channel, down, up) for down, up in pedal_segments(onsets, change_s, rng)]
     notes_out = tuple(
         Note(onset_s=r[0], offset_s=r[0] + r[1], pitch=r[2], velocity=r[3], program=_program(channel_of, r[4]))
         for r in merged
@@ -309,7 +342,77 @@ def perform(
         beats=tuple((r[5], r[6], note_value(r[6])) for r in merged),
         programs={c: p for (_, p), c in channel_of.items()},
         instruments=tuple(programs),
+        sustain=tuple(sorted(sustain, key=lambda s: (s[1], s[0]))),
     )
+
+
+def pedal_segments(onsets_s: list[float], change_s: np.ndarray, rng: np.random.Generator) -> list[tuple[float, float]]:
+    """Sustain-pedal presses of one piano channel, changed as pianists do ("legato
+    pedalling"): at each change point (seconds) the pedal is lifted 0-40 ms after the
+    first key struck there and pressed again 60-160 ms after it, so the new harmony
+    starts clean and the old one does not ring into it.
+
+    Args:
+        onsets_s: the channel's note onsets in seconds.
+        change_s: the times of the bar or beat lines where the harmony may change.
+
+    Returns:
+        (down_s, up_s) pairs, sorted, non-overlapping, each at least 50 ms long.
+    """
+    onsets = np.sort(np.asarray(onsets_s, dtype=float))
+    if not len(onsets):
+        return []
+    strikes = []
+    for change in change_s:
+        near = onsets[(onsets >= change - 0.08) & (onsets < change + 0.25)]
+        if len(near):
+            strikes.append(float(near[0]))
+    points = sorted(set([float(onsets[0])] + strikes))
+    segments = []
+    for index, strike in enumerate(points):
+        down = strike + float(rng.uniform(0.06, 0.16))
+        if index + 1 < len(points):
+            up = points[index + 1] + float(rng.uniform(0.0, 0.04))
+        else:
+            up = float(onsets[-1]) + float(rng.uniform(0.5, 1.5))
+        if up - down >= 0.05:
+            segments.append((down, up))
+    return segments
+
+
+def sustained_notes(notes: tuple[Note, ...], channels: tuple[int, ...],
+                    sustain: tuple[tuple[int, float, float], ...]) -> list[Note]:
+    """Labels under the sustain pedal, in the MAESTRO convention: a note whose key is
+    released while its channel's pedal is down sounds until the pedal is lifted, or
+    until the same key of the same instrument is struck again, whichever comes first.
+
+    Returns a note list aligned with ``notes`` (same order and onsets).
+    """
+    from dataclasses import replace
+
+    if not sustain:
+        return list(notes)
+    presses: dict[int, list[tuple[float, float]]] = {}
+    for channel, down, up in sustain:
+        presses.setdefault(channel, []).append((down, up))
+    next_strike: dict[int, float] = {}
+    by_key: dict[tuple[int | None, int], list[int]] = {}
+    for index, note in enumerate(notes):
+        by_key.setdefault((note.program, note.pitch), []).append(index)
+    for indices in by_key.values():
+        ordered = sorted(indices, key=lambda i: notes[i].onset_s)
+        for here, following in zip(ordered, ordered[1:]):
+            next_strike[here] = notes[following].onset_s
+    out = []
+    for index, (note, channel) in enumerate(zip(notes, channels)):
+        end = note.offset_s
+        for down, up in presses.get(channel, ()):
+            if down <= note.offset_s < up:
+                end = up
+                break
+        end = min(end, next_strike.get(index, end))
+        out.append(replace(note, offset_s=max(end, note.offset_s)) if end > note.offset_s else note)
+    return out
 
 
 def _program(channel_of: dict[tuple[int, int], int], channel: int) -> int:

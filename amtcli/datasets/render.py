@@ -36,7 +36,8 @@ _CHUNK_FRAMES = 8192  #: Largest block rendered in one FluidSynth call (frames).
 _FLUID_BLOCK = 64  #: FluidSynth computes audio in blocks of this many frames (FLUID_BUFSIZE).
 _FLUSH_S = 0.5  #: Silence rendered and discarded after a reset, to empty effect buffers.
 _CC_VOLUME, _CC_PAN, _CC_EXPRESSION, _CC_ALL_NOTES_OFF = 7, 10, 11, 123
-_NOTE_OFF, _NOTE_ON, _BEND, _EXPRESSION = 0, 1, 2, 3  #: Timeline event kinds, in their order at one sample.
+_CC_SUSTAIN = 64
+_NOTE_OFF, _NOTE_ON, _BEND, _EXPRESSION, _CONTROL = 0, 1, 2, 3, 4  #: Timeline event kinds, in their order at one sample.
 _BEND_RANGE_CENTS = 200.0  #: FluidSynth's default pitch-wheel range (+-2 semitones).
 _BEND_STEP_S = 0.01  #: Vibrato pitch-wheel update interval in seconds.
 _VIBRATO_RAMP_S = 0.25  #: Seconds for the vibrato to reach full depth after its delay.
@@ -322,22 +323,25 @@ def fluidsynth_cli() -> str | None:
 
 
 class Renderer:
-    """Renders note lists through one soundfont at a time, keeping it loaded between calls.
+    """Renders note lists through soundfonts, keeping each one loaded between calls (one
+    synthesizer per soundfont and rate, so items that alternate between soundfonts, as
+    per-part stems do, load each file once).
 
     Not thread-safe; use one instance per worker process.
     """
 
     def __init__(self) -> None:
         self._fluidsynth = import_fluidsynth()
+        self._synths: dict[tuple[str, int], list] = {}  # key -> [synth, sfid, frames rendered]
         self._key: tuple[str, int] | None = None
-        self._synth = None
         self._sfid = -1
         self._frames = 0  # frames the current synth has rendered since it was created
 
     def _synth_for(self, soundfont: str, sample_rate: int):
         key = (str(check_soundfont(soundfont)), int(sample_rate))
-        if key != self._key:
-            self.close()
+        if self._key is not None and self._key in self._synths:
+            self._synths[self._key][2] = self._frames
+        if key not in self._synths:
             synth = self._fluidsynth.Synth(
                 gain=0.2,
                 samplerate=float(sample_rate),
@@ -347,39 +351,54 @@ class Renderer:
             if sfid < 0:
                 synth.delete()
                 raise DataError(f"FluidSynth could not load soundfont {key[0]}")
-            self._synth, self._sfid, self._key, self._frames = synth, sfid, key, 0
-        return self._synth
+            self._synths[key] = [synth, sfid, 0]
+        synth, self._sfid, self._frames = self._synths[key]
+        self._key = key
+        return synth
 
     def close(self) -> None:
-        """Release the loaded synthesizer and soundfont."""
-        if self._synth is not None:
-            self._synth.delete()
-        self._synth, self._sfid, self._key = None, -1, None
+        """Release every loaded synthesizer and soundfont."""
+        for synth, _, _ in self._synths.values():
+            synth.delete()
+        self._synths, self._sfid, self._key, self._frames = {}, -1, None, 0
 
     def render(
         self,
         events: list[tuple[float, float, int, int, int]],
         programs: dict[int, int],
         settings: RenderSettings,
+        presets: dict[int, int] | None = None,
+        controls: list[tuple[float, int, int, int]] = (),
+        n_samples: int | None = None,
+        normalise: bool = True,
     ) -> np.ndarray:
         """Render notes to mono float32 audio.
 
         Args:
             events: (onset_s, offset_s, channel, pitch, velocity) per note; no two notes of
                 the same channel and pitch may overlap (resolve them first).
-            programs: 0-based GM program per MIDI channel used (never channel 9).
+            programs: 0-based GM program per MIDI channel used (never channel 9); decides
+                vibrato and slow attacks.
             settings: soundfont, rate, effects and mix.
+            presets: soundfont preset (bank 0) to select per channel, when it is not the
+                GM program (a single-instrument soundfont holds its sound at preset 0).
+            controls: (time_s, channel, controller, value) control changes, e.g. the
+                sustain pedal (CC 64: 127 down, 0 up).
+            n_samples: output length; default ceil((last offset + tail_s) * rate).
+            normalise: peak-normalise to ``settings.peak``; otherwise keep the synth's level.
 
         Returns:
-            (n_samples,) float32 with n_samples = ceil((last offset + tail_s) * rate),
-            peak-normalised to ``settings.peak`` (silence stays silence).
+            (n_samples,) float32, peak-normalised to ``settings.peak`` when asked
+            (silence stays silence).
         """
         rate = settings.sample_rate
         synth = self._synth_for(settings.soundfont, rate)
-        self._reset(synth, settings, programs)
+        self._reset(synth, settings, programs, presets)
         end_s = max((offset for _, offset, *_ in events), default=0.0)
-        n_total = int(math.ceil((end_s + settings.tail_s) * rate))
+        n_total = n_samples if n_samples is not None else int(math.ceil((end_s + settings.tail_s) * rate))
         timeline = []
+        for time_s, channel, controller, value in controls:
+            timeline.append((int(round(time_s * rate)), _CONTROL, channel, controller, value))
         for onset, offset, channel, pitch, velocity in events:
             timeline.append((int(round(onset * rate)), _NOTE_ON, channel, pitch, velocity))
             timeline.append((int(round(offset * rate)), _NOTE_OFF, channel, pitch, 0))
@@ -399,18 +418,22 @@ class Renderer:
                 synth.noteoff(channel, value)
             elif kind == _BEND:
                 synth.pitch_bend(channel, value)
-            else:
+            elif kind == _EXPRESSION:
                 synth.cc(channel, _CC_EXPRESSION, value)
+            else:
+                synth.cc(channel, value, velocity)
         for channel in programs:
+            synth.cc(channel, _CC_SUSTAIN, 0)
             synth.cc(channel, _CC_ALL_NOTES_OFF, 0)
         self._write(synth, out, position, n_total)
         mono = out.mean(axis=0)
         peak = float(np.max(np.abs(mono))) if mono.size else 0.0
-        if peak > 0:
+        if peak > 0 and normalise:
             mono *= settings.peak / peak
         return mono.astype(np.float32, copy=False)
 
-    def _reset(self, synth, settings: RenderSettings, programs: dict[int, int]) -> None:
+    def _reset(self, synth, settings: RenderSettings, programs: dict[int, int],
+               presets: dict[int, int] | None = None) -> None:
         synth.system_reset()
         synth.set_reverb(
             settings.reverb_room, settings.reverb_damping, settings.reverb_width, settings.reverb_level
@@ -426,7 +449,7 @@ class Renderer:
         for channel, program in programs.items():
             if channel == 9:
                 raise ValueError("channel 9 is the percussion channel")
-            synth.program_select(channel, self._sfid, 0, program)
+            synth.program_select(channel, self._sfid, 0, (presets or {}).get(channel, program))
             if channel < len(settings.channel_volumes):
                 synth.cc(channel, _CC_VOLUME, settings.channel_volumes[channel])
             if channel < len(settings.channel_pans):

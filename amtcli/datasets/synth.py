@@ -23,7 +23,7 @@ import multiprocessing
 import re
 import time
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -32,19 +32,22 @@ import numpy as np
 from amtcli.atomic import atomic_path
 from amtcli.datasets import sources as src
 from amtcli.datasets.musicnet import write_musicnet_labels
-from amtcli.datasets.performance import ENSEMBLES, PerformanceStyle, assign_instruments, crop_score, perform
+from amtcli.datasets.performance import ENSEMBLES, KEYBOARDS, PerformanceStyle, assign_instruments, crop_score, perform
 from amtcli.datasets.recipe_files import DEFAULT_RECIPE, bundled_recipes, resolve_recipe  # noqa: F401
-from amtcli.datasets.render import (AttackStyle, Renderer, VibratoStyle, check_soundfont, random_settings,
+from amtcli.datasets.render import (AttackStyle, Renderer, RenderSettings, VibratoStyle, random_settings,
                                     with_slow_attacks, with_vibrato)
+from amtcli.datasets.soundfonts import SampleFont, find_soundfont, pick_sample_font
+from amtcli.datasets.timbre import StemTimbre, TimbreStyle, apply_timbre, draw_timbre
 from amtcli.errors import AmtError, ConfigError, DataError
 from amtcli.instruments import program_name
 
 
-SPLITS = ("train", "validation", "test")
+SPLITS = ("train", "validation", "test", "piano_test")
 SOURCE_KINDS = ("music21", "midi", "generated")
 METADATA_COLUMNS = (
     "id", "split", "source_work", "title", "composer", "ensemble", "instruments",
     "soundfont", "render_settings", "bpm", "duration_s", "n_notes", "seed",
+    "parts", "pedal_presses", "stems",
 )
 
 Log = Callable[[str], None]
@@ -85,6 +88,48 @@ class SourceSpec:
 
 
 @dataclass(frozen=True)
+class StemStyle:
+    """``[stems]``: render each part on its own, then mix (see :func:`render_stems`).
+
+    Attributes:
+        enabled: render per part (otherwise one FluidSynth pass for all parts); the
+            sample soundfonts and the per-stem timbre need it.
+        solo_share: share of the items of multi-part, non-keyboard ensembles that keep
+            one part only (a single line), drawn per item (with or without ``enabled``).
+        duet_share: share of those items that keep two parts (works of 3+ parts).
+        sample_font_prob: chance that a train or validation part whose instrument and
+            range fit one of the recipe's ``[[sample_soundfonts]]`` is played by one.
+        timbre: the random spectral envelope of each train / validation stem
+            (``[stems.timbre]``; test splits get only the gain).
+    """
+
+    enabled: bool = False
+    solo_share: float = 0.0
+    duet_share: float = 0.0
+    sample_font_prob: float = 0.0
+    timbre: TimbreStyle = TimbreStyle()
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.solo_share and 0 <= self.duet_share and self.solo_share + self.duet_share <= 1):
+            raise ValueError("[stems] solo_share and duet_share must be >= 0 and sum to at most 1")
+        if not 0 <= self.sample_font_prob <= 1:
+            raise ValueError("[stems] sample_font_prob must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class PianoTestSpec:
+    """``[piano_test]``: a second test split of solo piano in held-out piano soundfonts.
+
+    Every test-split work of the named sources is rendered once more, by a solo piano
+    (the recipe's pedal style included) in one of ``soundfonts``, as split
+    ``piano_test`` with ids ending in ``-piano``.
+    """
+
+    soundfonts: tuple[str, ...]
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A whole recipe; every field is validated by :func:`load_recipe`.
 
@@ -103,6 +148,11 @@ class Recipe:
             same recipe without vibrato renders it, so scores stay comparable.
         attack: slow attacks of the sustained instruments (``[attack]``), train and
             validation renders only, like vibrato.
+        stems: per-part rendering, single lines and per-stem timbre (``[stems]``).
+        sample_fonts: real-sample soundfonts of single instruments (``[[sample_soundfonts]]``).
+        piano_test: the held-out piano test split (``[piano_test]``), or None.
+        search_path: folders searched for bare soundfont names (``[soundfonts]
+            search_path``, relative to the recipe), before ``AMTCLI_SOUNDFONT_PATH``.
     """
 
     hours: float
@@ -118,6 +168,14 @@ class Recipe:
     vibrato: VibratoStyle = VibratoStyle()
     attack: AttackStyle = AttackStyle()
     text: str = field(default="", repr=False)
+    stems: StemStyle = StemStyle()
+    sample_fonts: tuple[SampleFont, ...] = ()
+    piano_test: PianoTestSpec | None = None
+    search_path: tuple[str, ...] = ()
+
+    def soundfont_file(self, name: str) -> Path:
+        """The file a soundfont name of this recipe stands for (DataError if missing)."""
+        return find_soundfont(name, self.search_path)
 
 
 def load_recipe(path: str | Path | None = None) -> Recipe:
@@ -191,6 +249,10 @@ def _parse_recipe(data: dict, text: str, base: Path) -> Recipe:
     if unknown:
         raise ValueError(f"unknown [attack] keys: {', '.join(sorted(unknown))}")
     attack = AttackStyle(**data.get("attack", {}))
+    stems = _parse_stems(data.get("stems", {}))
+    sample_fonts = tuple(_parse_sample_font(entry) for entry in data.get("sample_soundfonts", []))
+    piano_test = _parse_piano_test(data["piano_test"]) if "piano_test" in data else None
+    search_path = tuple(str((base / folder).resolve()) for folder in fonts.get("search_path", []))
     sources = tuple(_parse_source(entry, base) for entry in data.get("sources", []))
     if not sources:
         raise ValueError("no [[sources]]")
@@ -211,7 +273,13 @@ def _parse_recipe(data: dict, text: str, base: Path) -> Recipe:
         vibrato=vibrato,
         attack=attack,
         text=text,
+        stems=stems,
+        sample_fonts=sample_fonts,
+        piano_test=piano_test,
+        search_path=search_path,
     )
+    if piano_test is not None and set(piano_test.sources) - set(names):
+        raise ValueError(f"[piano_test] sources not in [[sources]]: {', '.join(sorted(set(piano_test.sources) - set(names)))}")
     if recipe.hours <= 0 or not 8000 <= recipe.sample_rate <= 96000 or recipe.tail_s < 0:
         raise ValueError("need hours > 0, 8000 <= sample_rate <= 96000 and tail_s >= 0")
     if not 0 <= recipe.validation_fraction + recipe.test_fraction < 1:
@@ -219,6 +287,34 @@ def _parse_recipe(data: dict, text: str, base: Path) -> Recipe:
     if not recipe.train_soundfonts or not recipe.test_soundfonts:
         raise ValueError("[soundfonts] needs non-empty 'train' and 'test' lists")
     return recipe
+
+
+def _parse_stems(table: dict) -> StemStyle:
+    known = {f.name for f in fields(StemStyle)}
+    unknown = set(table) - known
+    if unknown:
+        raise ValueError(f"unknown [stems] keys: {', '.join(sorted(unknown))}")
+    timbre_table = table.get("timbre", {})
+    unknown = set(timbre_table) - {f.name for f in fields(TimbreStyle)}
+    if unknown:
+        raise ValueError(f"unknown [stems.timbre] keys: {', '.join(sorted(unknown))}")
+    return StemStyle(**{**table, "timbre": TimbreStyle(**timbre_table)})
+
+
+def _parse_sample_font(entry: dict) -> SampleFont:
+    unknown = set(entry) - {f.name for f in fields(SampleFont)}
+    if unknown:
+        raise ValueError(f"unknown [[sample_soundfonts]] keys: {', '.join(sorted(unknown))}")
+    return SampleFont(**{**entry, "programs": tuple(entry["programs"]), "keys": tuple(entry.get("keys", (0, 127)))})
+
+
+def _parse_piano_test(table: dict) -> PianoTestSpec:
+    unknown = set(table) - {"soundfonts", "sources"}
+    if unknown:
+        raise ValueError(f"unknown [piano_test] keys: {', '.join(sorted(unknown))}")
+    if not table.get("soundfonts") or not table.get("sources"):
+        raise ValueError("[piano_test] needs non-empty 'soundfonts' and 'sources' lists")
+    return PianoTestSpec(tuple(str(f) for f in table["soundfonts"]), tuple(str(s) for s in table["sources"]))
 
 
 def _parse_source(entry: dict, base: Path) -> SourceSpec:
@@ -278,6 +374,7 @@ class PlanItem:
         crop_start_beats, crop_length_beats: excerpt; length 0 means the whole work.
         seed: seed of this item's performance and mix.
         estimated_s: planned duration in seconds.
+        parts: indices of the score parts rendered (empty: all of them).
     """
 
     item_id: str
@@ -298,6 +395,7 @@ class PlanItem:
     seed: int
     estimated_s: float
     length_beats: float = 120.0
+    parts: tuple[int, ...] = ()
 
 
 @dataclass
@@ -424,14 +522,42 @@ def _make_item(work: _Work, render: int, split: str, spec: SourceSpec, recipe: R
         crop_length = float(math.floor(spec.max_seconds * bpm / 60.0))
         crop_start = float(2 * int(rng.integers(0, int((end - crop_length) // 2) + 1)))
     length = crop_length or end
+    lines = recipe.stems.solo_share + recipe.stems.duet_share > 0
+    parts = _draw_parts(score, ensemble, crop_start, length, recipe.stems, rng) if lines else ()
     return PlanItem(
         item_id=item_id, split=split, source=spec.name, kind=spec.kind, ref=work.ref,
         root=spec.folder, work_id=score.work_id, group=score.group, title=score.title,
         composer=score.composer, ensemble=ensemble, soundfont=soundfont, bpm=bpm,
         crop_start_beats=crop_start, crop_length_beats=crop_length,
         seed=src.stable_seed(seed, "item", item_id), estimated_s=length * 60.0 / bpm,
-        length_beats=spec.length_beats,
+        length_beats=spec.length_beats, parts=parts,
     )
+
+
+def _draw_parts(score: src.Score, ensemble: str, start_beats: float, length_beats: float, style: StemStyle,
+                rng: np.random.Generator) -> tuple[int, ...]:
+    """The parts an item keeps: one (a single line) or two of a multi-part ensemble
+    without keyboard, as ``style`` shares say; empty (all parts) otherwise."""
+    programs = ENSEMBLES.get(ensemble, ())
+    playing = [i for i, part in enumerate(score.parts)
+               if np.any((part.notes[:, 0] >= start_beats) & (part.notes[:, 0] < start_beats + length_beats))]
+    draw = rng.random()
+    if len(playing) < 2 or not programs or any(p in KEYBOARDS for p in programs):
+        return ()
+    if draw < style.solo_share:
+        return (int(rng.choice(playing)),)
+    if draw < style.solo_share + style.duet_share and len(playing) >= 3:
+        return tuple(sorted(int(i) for i in rng.choice(playing, size=2, replace=False)))
+    return ()
+
+
+def _piano_test_item(item: PlanItem, spec: PianoTestSpec, seed: int) -> PlanItem:
+    """The held-out solo-piano render of a test-split item (whole score, all parts)."""
+    item_id = f"{item.item_id}-piano"
+    rng = np.random.default_rng(src.stable_seed(seed, "piano_test", item_id))
+    return replace(item, item_id=item_id, split="piano_test", ensemble="piano",
+                   soundfont=spec.soundfonts[int(rng.integers(len(spec.soundfonts)))], parts=(),
+                   seed=src.stable_seed(seed, "item", item_id))
 
 
 def plan_items(
@@ -455,6 +581,9 @@ def plan_items(
                 item = _make_item(work, render, splits[work.score.group], spec, recipe, seed)
                 items.append(item)
                 planned += item.estimated_s
+                if (render == 0 and item.split == "test" and recipe.piano_test is not None
+                        and spec.name in recipe.piano_test.sources):
+                    items.append(_piano_test_item(item, recipe.piano_test, seed))
     seen: set[str] = set()
     unique = []
     for item in items:
@@ -477,6 +606,9 @@ class _Job:
     cache_dir: str
     vibrato: VibratoStyle = VibratoStyle()
     attack: AttackStyle = AttackStyle()
+    stems: StemStyle = StemStyle()
+    sample_fonts: tuple[SampleFont, ...] = ()
+    search_path: tuple[str, ...] = ()
 
 
 _RENDERER: Renderer | None = None
@@ -511,6 +643,8 @@ def render_item(job: _Job) -> dict:
     global _RENDERER
     import soundfile
 
+    from amtcli.datasets.performance import sustained_notes
+
     item = job.item
     out_dir = Path(job.out_dir)
     audio_path, label_path, meta_path = item_paths(out_dir, item.item_id, item.split)
@@ -522,20 +656,32 @@ def render_item(job: _Job) -> dict:
         programs = [p.program if p.program is not None else 0 for p in score.parts]
     else:
         programs = assign_instruments(score.parts, ENSEMBLES[item.ensemble])
+    if item.parts:
+        score = replace(score, parts=tuple(score.parts[i] for i in item.parts))
+        programs = [programs[i] for i in item.parts]
     performance = perform(score, programs, item.bpm, job.style, rng)
     if not performance.notes:
         raise DataError(f"{item.item_id}: no notes to render")
-    settings = random_settings(item.soundfont, job.sample_rate, job.tail_s, 16, rng)
-    if item.split != "test":
+    soundfont = str(find_soundfont(item.soundfont, job.search_path))
+    settings = random_settings(soundfont, job.sample_rate, job.tail_s, 16, rng)
+    if item.split in ("train", "validation"):
         settings = with_vibrato(settings, job.vibrato, rng)
         settings = with_slow_attacks(settings, job.attack, rng)
     events = [
         (n.onset_s, n.offset_s, c, n.pitch, n.velocity)
         for n, c in zip(performance.notes, performance.channels)
     ]
+    controls = [control for channel, down, up in performance.sustain
+                for control in ((down, channel, 64, 127), (up, channel, 64, 0))]
     if _RENDERER is None:
         _RENDERER = Renderer()
-    audio = _RENDERER.render(events, performance.programs, settings)
+    fonts_used, stems_text = [Path(item.soundfont).name], ""
+    if job.stems.enabled:
+        audio, stems = render_stems(_RENDERER, events, performance.programs, settings, controls, job, item.split, rng)
+        fonts_used += sorted({Path(font).name for _, font, _ in stems} - set(fonts_used))
+        stems_text = "|".join(f"{channel}:{Path(font).name}:{timbre.describe()}" for channel, font, timbre in stems)
+    else:
+        audio = _RENDERER.render(events, performance.programs, settings, controls=controls)
     with atomic_path(audio_path, overwrite=True) as tmp:
         soundfile.write(tmp, audio, job.sample_rate, format="FLAC", subtype="PCM_16")
     row = {
@@ -546,17 +692,75 @@ def render_item(job: _Job) -> dict:
         "composer": item.composer,
         "ensemble": item.ensemble,
         "instruments": ";".join(program_name(p) for p in performance.instruments),
-        "soundfont": Path(item.soundfont).name,
+        "soundfont": "+".join(fonts_used),
         "render_settings": settings.describe(),
         "bpm": f"{item.bpm:.1f}",
         "duration_s": f"{len(audio) / job.sample_rate:.3f}",
         "n_notes": str(len(performance.notes)),
         "seed": str(item.seed),
+        "parts": ";".join(str(i) for i in item.parts) or "all",
+        "pedal_presses": str(len(performance.sustain)),
+        "stems": stems_text,
     }
     with atomic_path(meta_path, overwrite=True) as tmp:
         tmp.write_text(json.dumps(row), encoding="utf-8")
-    write_musicnet_labels(label_path, list(performance.notes), list(performance.beats), overwrite=True)
+    labels = sustained_notes(performance.notes, performance.channels, performance.sustain)
+    write_musicnet_labels(label_path, labels, list(performance.beats), overwrite=True)
     return row
+
+
+def render_stems(
+    renderer: Renderer, events: list[tuple[float, float, int, int, int]], programs: dict[int, int],
+    settings: RenderSettings, controls: list[tuple[float, int, int, int]], job: _Job, split: str,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, list[tuple[int, str, StemTimbre]]]:
+    """Render each channel on its own and mix the stems.
+
+    Each stem is rendered through the item's soundfont or, in train and validation
+    items, with ``job.stems.sample_font_prob``, a real-sample soundfont that fits its
+    instrument and range; brought to a common RMS level; given a random gain and, in
+    train and validation items, a random spectral envelope (:mod:`amtcli.datasets.timbre`);
+    then summed and peak-normalised to ``settings.peak``.
+
+    Returns:
+        (audio (n_samples,) float32, [(first channel, soundfont path, timbre)] per stem).
+    """
+    rate = settings.sample_rate
+    end_s = max(offset for _, offset, *_ in events)
+    n_samples = int(np.ceil((end_s + settings.tail_s) * rate))
+    mix = np.zeros(n_samples, dtype=np.float64)
+    stems = []
+    trained = split in ("train", "validation")
+    groups: dict[int, list[int]] = {}   # one stem per melodic channel, one per keyboard / guitar
+    for channel in sorted(programs):
+        key = -1 - programs[channel] if programs[channel] in KEYBOARDS else channel
+        groups.setdefault(key, []).append(channel)
+    for channels in groups.values():
+        own = [e for e in events if e[2] in channels]
+        if not own:
+            continue
+        program = programs[channels[0]]
+        pitches = np.array([e[3] for e in own])
+        font, presets = settings.soundfont, None
+        if trained and job.sample_fonts and rng.random() < job.stems.sample_font_prob:
+            sample = pick_sample_font(job.sample_fonts, program, pitches, rng)
+            if sample is not None:
+                font, presets = str(find_soundfont(sample.file, job.search_path)), {c: sample.preset for c in channels}
+        stem = renderer.render(own, {c: programs[c] for c in channels}, replace(settings, soundfont=font),
+                               presets=presets, controls=[c for c in controls if c[1] in channels],
+                               n_samples=n_samples, normalise=False).astype(np.float64)
+        loud = np.abs(stem) > 1e-4
+        rms = float(np.sqrt(np.mean(stem[loud] ** 2))) if loud.any() else 0.0
+        if rms <= 0:
+            continue
+        style = job.stems.timbre if trained else replace(job.stems.timbre, prob=0.0)
+        timbre = draw_timbre(style, float(np.median(pitches)), rng)
+        mix += apply_timbre((stem / rms).astype(np.float32), rate, timbre)
+        stems.append((channels[0], font, timbre))
+    peak = float(np.max(np.abs(mix))) if mix.size else 0.0
+    if peak > 0:
+        mix *= settings.peak / peak
+    return mix.astype(np.float32), stems
 
 
 def _render_safely(job: _Job) -> tuple[str, dict | None, str]:
@@ -599,8 +803,10 @@ def check_recipe_files(recipe: Recipe) -> None:
     from amtcli.datasets.render import import_fluidsynth
 
     import_fluidsynth()
-    for font in recipe.train_soundfonts + recipe.test_soundfonts:
-        check_soundfont(font)
+    fonts = recipe.train_soundfonts + recipe.test_soundfonts + tuple(f.file for f in recipe.sample_fonts)
+    fonts += recipe.piano_test.soundfonts if recipe.piano_test is not None else ()
+    for font in fonts:
+        recipe.soundfont_file(font)
 
 
 @dataclass
@@ -633,7 +839,7 @@ def render_plan(
     todo.sort(key=lambda i: (i.soundfont, i.item_id))
     job_list = [
         _Job(i, str(out_dir), recipe.sample_rate, recipe.tail_s, recipe.style, str(cache_dir), recipe.vibrato,
-             recipe.attack) for i in todo
+             recipe.attack, recipe.stems, recipe.sample_fonts, recipe.search_path) for i in todo
     ]
 
     def handle(result: tuple[str, dict | None, str]) -> None:
