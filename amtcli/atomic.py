@@ -6,6 +6,7 @@ An interrupted run therefore never leaves a half-written output behind.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -21,12 +22,37 @@ def _umask() -> int:
     return current
 
 
+NAME_MAX_BYTES = 255       #: longest file name most filesystems take, in bytes
+_RANDOM_PART = 8           #: characters tempfile.mkstemp adds
+
+
+def temporary_prefix(target: Path) -> str:
+    """``.NAME.``, with NAME shortened (never the final name) so that the temporary name
+    ``.NAME.XXXXXXXX.part.SUFFIX`` stays within NAME_MAX_BYTES."""
+    room = NAME_MAX_BYTES - len(f"..{'x' * _RANDOM_PART}.part{target.suffix}".encode())
+    name = target.name.encode()[:room].decode("utf-8", errors="ignore")
+    return f".{name}."
+
+
+def remove_stale_parts(target: Path) -> int:
+    """Delete temporary files that an earlier, killed run left for ``target`` (its
+    ``.NAME.XXXXXXXX.part.SUFFIX`` names); returns how many. Run before writing it anew."""
+    pattern = glob.escape(temporary_prefix(target)) + "?" * _RANDOM_PART + glob.escape(".part" + target.suffix)
+    removed = 0
+    for stale in target.parent.glob(pattern):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+            removed += 1
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it onto ``target`` on success.
 
     Raises OutputError if ``target`` exists and ``overwrite`` is False, or if the folder
-    cannot be written. On any exception the temporary file is removed.
+    cannot be written. On any exception the temporary file is removed; temporary files
+    of ``target`` left by a killed run are removed first.
     """
     target = Path(target)
     if target.is_dir():
@@ -35,9 +61,9 @@ def atomic_path(target: str | os.PathLike, overwrite: bool = False) -> Iterator[
         raise OutputError(f"{target} exists; pass --overwrite to replace it")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=".part" + target.suffix, dir=target.parent
-        )
+        remove_stale_parts(target)
+        fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(target), suffix=".part" + target.suffix,
+                                        dir=target.parent)
         os.close(fd)
     except OSError as exc:
         raise OutputError(f"cannot write to {target.parent}: {exc.strerror or exc}") from None

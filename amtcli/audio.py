@@ -72,6 +72,7 @@ class AudioStream:
             raise AudioError(f"{path}: cannot decode audio ({_reason(exc)}); use wav, flac, ogg or mp3") from None
         if frames == 0:
             raise AudioError(f"{path}: contains no audio samples")
+        check_source_rate(self.source_rate, path)
         self.path = path
         self.source = str(path)
         self.sample_rate = sample_rate
@@ -126,6 +127,18 @@ def load_audio(path: str | os.PathLike, sample_rate: int, warnings: list[str] | 
     return Audio(samples=np.concatenate(chunks), sample_rate=sample_rate, source=stream.source)
 
 
+MIN_SOURCE_RATE_HZ = 1000      #: lowest input sample rate accepted (below, no music survives)
+MAX_SOURCE_RATE_HZ = 768000    #: highest (the fastest rate audio interfaces record at)
+
+
+def check_source_rate(rate: int, source: str | os.PathLike = "audio") -> None:
+    """Raise AudioError unless ``rate`` Hz is one the resampler can take safely; checked
+    before any resampling (a WAV header saying 1 Hz once crashed the whole process)."""
+    if not MIN_SOURCE_RATE_HZ <= rate <= MAX_SOURCE_RATE_HZ:
+        raise AudioError(f"{source}: sample rate {rate} Hz is outside {MIN_SOURCE_RATE_HZ}-{MAX_SOURCE_RATE_HZ} Hz "
+                         "(a damaged header?); convert the file to a usual rate such as 44100 Hz")
+
+
 def audio_from_array(samples: np.ndarray, sample_rate: int, target_rate: int) -> Audio:
     """Wrap an in-memory array (n,) or (n, channels) as mono Audio at ``target_rate``."""
     import soxr
@@ -137,6 +150,7 @@ def audio_from_array(samples: np.ndarray, sample_rate: int, target_rate: int) ->
         raise AudioError("audio array must be non-empty with shape (n,) or (n, channels)")
     if not np.isfinite(array).all():
         raise AudioError("audio contains NaN or infinite samples")
+    check_source_rate(int(sample_rate))
     if sample_rate != target_rate:
         array = soxr.resample(array, sample_rate, target_rate, quality="HQ").astype(np.float32)
     return Audio(samples=array, sample_rate=target_rate)

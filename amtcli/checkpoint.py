@@ -56,13 +56,16 @@ def _onf() -> FamilySpec:
 
 
 def _cnn() -> FamilySpec:
+    from functools import partial
+
     from amtcli.families.framewise_cnn import FramewiseCNN, FramewiseCNNConfig, framewise_cnn_loss
 
     return FamilySpec(
         "cnn",
         lambda cfg: FramewiseCNN(FramewiseCNNConfig.from_dict(cfg)),
         lambda cfg: FramewiseCNNConfig.from_dict(cfg).features,
-        lambda cfg: framewise_cnn_loss,
+        lambda cfg: partial(framewise_cnn_loss,
+                            harmonic_negative_weight=FramewiseCNNConfig.from_dict(cfg).harmonic_negative_weight),
     )
 
 
@@ -167,10 +170,22 @@ def save_checkpoint(folder: str | os.PathLike, family: str, config: dict, module
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     with atomic_path(folder / WEIGHTS_FILE, overwrite=overwrite) as tmp:
         save_file(state, str(tmp), metadata={"family": family})
-    payload = {"format_version": FORMAT_VERSION, "family": family, "config": config, **(extra or {})}
+        digest = _sha256(tmp)
+    payload = {"format_version": FORMAT_VERSION, "family": family, "config": config,
+               "weights_sha256": digest, **(extra or {})}
     with atomic_path(folder / CONFIG_FILE, overwrite=overwrite) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return folder
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_config(folder: Path) -> dict:
@@ -211,7 +226,8 @@ def copy_weights(module: nn.Module, folder: str | os.PathLike, prefixes: tuple[s
     either model, or a shape differs.
     """
     weights = Path(folder) / WEIGHTS_FILE
-    source = read_weights(weights, f"{weights}: not found (the [init] checkpoint)")
+    source = read_weights(weights, f"[init] checkpoint {folder} not found (no {WEIGHTS_FILE} there); "
+                                   "train that checkpoint first or fix the path in the recipe")
     target = module.state_dict()
     copied = {}
     for entry in prefixes:
@@ -243,7 +259,15 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
     except (TypeError, ValueError) as exc:
         raise ModelError(f"{folder / CONFIG_FILE}: config does not fit family {family.name!r} ({exc})") from None
     weights = folder / WEIGHTS_FILE
+    expected = payload.get("weights_sha256")
+    if expected is not None and weights.is_file() and _sha256(weights) != expected:
+        raise ModelError(f"{weights}: sha256 does not match the one in {CONFIG_FILE} (damaged or replaced); "
+                         "copy the checkpoint again or retrain it")
     state = read_weights(weights, f"{folder}: no {WEIGHTS_FILE}")
+    for tensor_name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelError(f"{weights}: tensor {tensor_name!r} holds NaN or infinite values (a damaged "
+                             "checkpoint); copy it again or retrain it")
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -33,18 +33,35 @@ def _console(stderr: bool = False):
 
 
 def _fail(message: str, code: int = 2) -> None:
-    _console(stderr=True).print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    _console(stderr=True).print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
-def _run(func, *args, **kwargs) -> None:
-    """Call a command; AmtError becomes one line on stderr and exit code 2."""
-    from amtcli.errors import AmtError
+def _raise_terminated(signum, frame) -> None:
+    from amtcli.errors import Terminated
 
+    raise Terminated()
+
+
+def _run(func, *args, **kwargs) -> None:
+    """Call a command; AmtError becomes one line on stderr and exit code 2. Ctrl-C
+    (exit 130) and SIGTERM (exit 143) unwind the same way: finished outputs stay,
+    partial ones are removed, one line says so."""
+    import signal
+    import threading
+
+    from amtcli.errors import AmtError, Terminated
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         code = func(*args, **kwargs)
     except AmtError as exc:
         _fail(str(exc))
+    except Terminated:
+        _fail("terminated (SIGTERM); finished outputs are complete, nothing half-written was left", 143)
     except KeyboardInterrupt:
         _fail("interrupted; finished outputs are complete, nothing half-written was left", 130)
     raise typer.Exit(code or 0)
@@ -125,6 +142,8 @@ def evaluate(
 
     Either REFERENCE ESTIMATE (files or folders), or --model M --dataset DIR [--split test].
     """
+    from rich.markup import escape
+
     from amtcli.commands.evaluate import print_errors, print_results, score_model, score_paths, write_json
     from amtcli.errors import AmtError
 
@@ -153,7 +172,8 @@ def evaluate(
         else:
             report = score_paths(reference, estimate, by_instrument, errors)
         for name in report.unpaired:
-            console.print(f"[yellow]unpaired[/yellow] {name}", highlight=False, soft_wrap=True)
+            scored = " (scored as all missed)" if name.startswith("reference only") and not use_model else ""
+            console.print(f"[yellow]unpaired[/yellow] {escape(name)}{scored}", highlight=False, soft_wrap=True)
         if report.unlabelled:
             shown = ", ".join(report.unlabelled[:3]) + (", ..." if len(report.unlabelled) > 3 else "")
             console.print(f"[yellow]note[/yellow] {len(report.unlabelled)} estimate(s) have no instrument labels "
@@ -168,7 +188,8 @@ def evaluate(
             write_json(report.results, json_out, overwrite)
     except AmtError as exc:
         _fail(str(exc))
-    if report.failed:
+    missing_estimates = [n for n in report.unpaired if n.startswith("reference only")]
+    if report.failed or (missing_estimates and not use_model):
         raise typer.Exit(1)
 
 

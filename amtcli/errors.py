@@ -31,3 +31,8 @@ class OutputError(AmtError):
 
 class DataError(AmtError):
     """A dataset folder or synthesis source is unusable."""
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the process gets SIGTERM, so that it unwinds as
+    Ctrl-C does: finished outputs stay, partial ones are removed (exit code 143)."""

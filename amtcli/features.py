@@ -137,6 +137,41 @@ class LogConstantQ(nn.Module):
         return out.reshape(out.shape[0], out.shape[1], len(self.harmonics), self.spec.n_bins).transpose(2, 3)
 
 
+class ShiftedHarmonicCQT(nn.Module):
+    """Audio (batch, n_samples) -> harmonic-stacked log constant-Q spectrum
+    (batch, n_frames, n_bins, n_harmonics) for ``kind="hcqt_shifted"``.
+
+    One pseudo-CQT (as :class:`LogConstantQ`) spans every harmonic channel's range; the
+    channel of harmonic h is that spectrum shifted by ``round(bins_per_octave * log2(h))``
+    bins. Exact for powers of two; at 36 bins per octave the 3rd, 6th and 7th harmonics
+    land within 2 cents and the 5th within 14 cents (0.41 bin) of their frequency. The
+    filterbank has ``n_bins`` plus the shift range rows instead of ``n_bins`` per
+    harmonic, so it costs a fraction of :class:`LogConstantQ`'s exact HCQT.
+    """
+
+    def __init__(self, spec: FeatureSpec):
+        super().__init__()
+        self.spec = spec
+        self.shifts = [int(round(spec.bins_per_octave * np.log2(h))) for h in spec.harmonics]
+        self.lowest = min(0, min(self.shifts))
+        n_total = spec.n_bins + max(self.shifts) - self.lowest
+        fmin_hz = spec.fmin_hz * 2.0 ** (self.lowest / spec.bins_per_octave)
+        bank = constant_q_filterbank(spec.sample_rate, spec.n_fft, n_total, spec.bins_per_octave, fmin_hz)
+        used = np.flatnonzero(bank.any(axis=0))
+        self.low, self.high = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 1)
+        self.register_buffer("basis", torch.from_numpy(bank[:, self.low : self.high]).float(), persistent=False)
+        self.register_buffer("window", torch.hann_window(spec.n_fft), persistent=False)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        n_frames = audio.shape[-1] // self.spec.hop_samples
+        stft = torch.stft(audio, n_fft=self.spec.n_fft, hop_length=self.spec.hop_samples, window=self.window,
+                          center=True, return_complex=True)[..., self.low : self.high, :n_frames]
+        power = stft.real.square() + stft.imag.square()
+        spectrum = torch.log(torch.matmul(self.basis, power) + 1e-6).transpose(1, 2)   # (batch, frames, n_total)
+        n = self.spec.n_bins
+        return torch.stack([spectrum[..., s - self.lowest : s - self.lowest + n] for s in self.shifts], dim=-1)
+
+
 def with_channels(spectrum: torch.Tensor) -> torch.Tensor:
     """Frontend output as (batch, n_frames, n_bins, channels): log-mel and CQT (3-D) get
     one channel, an HCQT (4-D) keeps its harmonics."""
@@ -145,11 +180,14 @@ def with_channels(spectrum: torch.Tensor) -> torch.Tensor:
 
 def feature_shape(spec: FeatureSpec) -> tuple[int, int]:
     """(bins, channels) of the frontend's output per frame."""
-    return spec.n_bins, (len(spec.harmonics) if spec.kind == "hcqt" else 1)
+    return spec.n_bins, (len(spec.harmonics) if spec.kind in ("hcqt", "hcqt_shifted") else 1)
 
 
 def build_frontend(spec: FeatureSpec) -> nn.Module:
-    """The feature module for ``spec.kind``: :class:`LogMel` or :class:`LogConstantQ`."""
+    """The feature module for ``spec.kind``: :class:`LogMel`, :class:`LogConstantQ` or
+    :class:`ShiftedHarmonicCQT`."""
     if spec.kind == "logmel":
         return LogMel(spec)
+    if spec.kind == "hcqt_shifted":
+        return ShiftedHarmonicCQT(spec)
     return LogConstantQ(spec)

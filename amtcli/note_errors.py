@@ -26,11 +26,10 @@ import warnings
 
 import numpy as np
 
-from amtcli.types import ErrorCounts, Note, midi_to_hz
+from amtcli.types import HARMONIC_INTERVALS, ErrorCounts, Note, midi_to_hz
 
 ONSET_TOLERANCE_S = 0.05   #: as the note-onset measure (amtcli.evaluation)
 TIMING_LIMIT_S = 0.15      #: onsets 50-150 ms off are "timing" errors
-HARMONIC_INTERVALS = (12, 19, 24, 28, 31)  #: semitones from the fundamental to partials 2-6
 
 
 def matched_pairs(reference: list[Note], estimate: list[Note]) -> list[tuple[int, int]]:

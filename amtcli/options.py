@@ -14,7 +14,10 @@ class FeatureSpec:
     Attributes:
         sample_rate: audio rate in Hz the model expects; input is resampled to it.
         hop_samples: samples between frames (frame rate = sample_rate / hop_samples).
-        kind: "logmel" (n_fft, n_mels, fmin_hz, fmax_hz used) or "cqt"/"hcqt".
+        kind: "logmel" (n_fft, n_mels, fmin_hz, fmax_hz used), "cqt", "hcqt" (a
+            constant-Q filterbank per harmonic) or "hcqt_shifted" (one constant-Q
+            spectrum, each harmonic channel a whole-bin shift of it: the same input at a
+            fraction of the cost; see :mod:`amtcli.features`).
         n_fft: FFT size in samples for "logmel".
         n_bins: mel bands (logmel) or CQT bins (cqt/hcqt).
         fmin_hz, fmax_hz: frequency range in Hz.
@@ -35,8 +38,8 @@ class FeatureSpec:
     def __post_init__(self) -> None:
         if self.sample_rate <= 0 or self.hop_samples <= 0:
             raise ConfigError("sample_rate and hop_samples must be positive")
-        if self.kind not in ("logmel", "cqt", "hcqt"):
-            raise ConfigError(f"unknown feature kind {self.kind!r}; use logmel, cqt or hcqt")
+        if self.kind not in ("logmel", "cqt", "hcqt", "hcqt_shifted"):
+            raise ConfigError(f"unknown feature kind {self.kind!r}; use logmel, cqt, hcqt or hcqt_shifted")
         if not 0 < self.fmin_hz < self.fmax_hz <= self.sample_rate / 2:
             raise ConfigError("need 0 < fmin_hz < fmax_hz <= sample_rate / 2")
         object.__setattr__(self, "harmonics", tuple(float(h) for h in self.harmonics))

@@ -281,10 +281,25 @@ def resolve_model(name_or_path: str) -> tuple[str, Path]:
         return name_or_path, registered_folder(REGISTRY[name_or_path])
     candidate = Path(os.path.expanduser(name_or_path))
     if candidate.is_dir():
+        entry = _bundled_entry_at(candidate)
+        if entry is not None:           # a path to a bundled folder is checked like its name
+            verify_folder(candidate, entry)
         return candidate.name, candidate
     if candidate.exists():
         raise ModelError(f"{candidate} is a file; --model takes a checkpoint folder (config.json + model.safetensors)")
     raise _unknown(name_or_path)
+
+
+def _bundled_entry_at(folder: Path) -> ModelEntry | None:
+    """The registry entry whose bundled folder ``folder`` is, or None."""
+    try:
+        root = models_root().resolve()
+    except ModelError:
+        return None
+    resolved = folder.resolve()
+    if resolved.parent == root and resolved.name in REGISTRY:
+        return REGISTRY[resolved.name]
+    return None
 
 
 def registered_folder(entry: ModelEntry) -> Path:

@@ -19,6 +19,10 @@ def midi_to_hz(pitch: np.ndarray | float) -> np.ndarray | float:
     return 440.0 * 2.0 ** ((np.asarray(pitch, dtype=float) - 69.0) / 12.0)
 
 
+#: Semitones from a fundamental to its 2nd-6th partials (an octave, an octave and a fifth,
+#: two octaves, two octaves and a major third, two octaves and a fifth).
+HARMONIC_INTERVALS = (12, 19, 24, 28, 31)
+
 @dataclass(frozen=True, order=True)
 class Note:
     """One note. Validated on creation.

@@ -3,12 +3,20 @@ with the token measures of the "CTC vs. Seq2Seq" study (token F1, token error ra
 length ratio over onset-ordered pitch tokens) beside them.
 
 Scores one or more models on any of:
-  --realdev DIR    folders each holding mix.wav + notes.csv (e.g. ../shared/data/realdev)
-  --dataset DIR    a MusicNet-layout dataset; --split picks the split (default test)
+  --realdev DIR       folders each holding mix.wav + notes.csv (e.g. ../shared/data/realdev)
+  --realdev-solo DIR  folders each holding one INSTRUMENT.wav + notes.csv
+                      (e.g. ../shared/data/realdev-solo)
+  --dataset DIR       a MusicNet-layout dataset; --split picks the split(s) (default test;
+                      comma-separated for several, e.g. test,piano_test)
+  --piano-test DIR    the piano_test split of a corpus-v3 dataset (solo piano in a
+                      held-out real piano), beside another --dataset
 
-Prints a table per model and set and writes JSON (--json). Run by hand, not in CI:
+Every file's unmatched notes are also counted by class (``amtcli eval --errors``); the
+tables show the totals. Prints a table per model and set and writes JSON (--json). Run by
+hand, not in CI:
 
     python benchmarks/accuracy.py --model onf --realdev ../shared/data/realdev \
+        --realdev-solo ../shared/data/realdev-solo \
         --dataset /work/data/synth-v1 --json benchmarks/results/accuracy.json
 """
 
@@ -25,7 +33,14 @@ import torch
 
 
 def realdev_items(root: Path) -> list[tuple[str, Path, Path]]:
-    return [(d.name, d / "mix.wav", d / "notes.csv") for d in sorted(root.iterdir()) if (d / "mix.wav").exists()]
+    """(name, audio, notes.csv) of each folder under ``root`` holding notes.csv and one
+    WAV file (``mix.wav`` in realdev, ``INSTRUMENT.wav`` in realdev-solo)."""
+    items = []
+    for folder in sorted(p for p in root.iterdir() if (p / "notes.csv").is_file()):
+        wavs = sorted(folder.glob("*.wav"))
+        if len(wavs) == 1:
+            items.append((folder.name, wavs[0], folder / "notes.csv"))
+    return items
 
 
 def dataset_items(root: Path, split: str, limit: int | None) -> list[tuple[str, Path, Path]]:
@@ -38,8 +53,11 @@ def dataset_items(root: Path, split: str, limit: int | None) -> list[tuple[str, 
 def add_set_arguments(parser: argparse.ArgumentParser) -> None:
     """--realdev, --dataset, --split and --limit: the recordings to score."""
     parser.add_argument("--realdev", type=Path, help="real recordings (a folder per piece: mix.wav, notes.csv)")
+    parser.add_argument("--realdev-solo", type=Path,
+                        help="real solo recordings (a folder per part: INSTRUMENT.wav, notes.csv)")
     parser.add_argument("--dataset", type=Path, help="a MusicNet-layout dataset, e.g. the synthetic corpus")
-    parser.add_argument("--split", default="test", help="split of --dataset (default: test)")
+    parser.add_argument("--split", default="test", help="split(s) of --dataset, comma-separated (default: test)")
+    parser.add_argument("--piano-test", type=Path, help="a corpus-v3 dataset whose piano_test split is scored too")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N files of the split")
 
 
@@ -49,10 +67,15 @@ def chosen_sets(args, parser: argparse.ArgumentParser) -> dict[str, list[tuple[s
     sets = {}
     if args.realdev:
         sets["realdev"] = realdev_items(args.realdev)
+    if getattr(args, "realdev_solo", None):
+        sets["realdev-solo"] = realdev_items(args.realdev_solo)
     if args.dataset:
-        sets[f"{args.dataset.name}:{args.split}"] = dataset_items(args.dataset, args.split, args.limit)
+        for split in args.split.split(","):
+            sets[f"{args.dataset.name}:{split}"] = dataset_items(args.dataset, split, args.limit)
+    if getattr(args, "piano_test", None):
+        sets[f"{args.piano_test.name}:piano_test"] = dataset_items(args.piano_test, "piano_test", args.limit)
     if not sets:
-        parser.error("give --realdev and/or --dataset")
+        parser.error("give --realdev, --realdev-solo, --dataset and/or --piano-test")
     return sets
 
 
@@ -67,7 +90,7 @@ def score(model_name: str, items, threads: int, onset_threshold: float | None, f
     model = load_checkpoint(folder, "cpu", name=name)
     overrides = {"onset_threshold": onset_threshold, "frame_threshold": frame_threshold}
     options = replace(model.decode, **{k: v for k, v in overrides.items() if v is not None})
-    report = score_recordings(model, items, options)
+    report = score_recordings(model, items, options, errors=True)
     if report.failed:
         raise SystemExit("; ".join(report.failed))
     files = [{**r.as_dict(), "tokens": report.tokens[r.name]} for r in report.results]
@@ -107,6 +130,9 @@ def print_table(title: str, report: dict) -> None:
             f"{row['tokens']['length_ratio']:.3f}",
         )
     Console(width=160).print(table)
+    errors = report["mean"].get("errors")
+    if errors:
+        print("unmatched notes (totals): " + ", ".join(f"{k} {v}" for k, v in errors.items()))
     timing = report.get("timing", "model only")
     print(f"{report['audio_s']:.1f} s of audio transcribed in {report['transcribe_s']:.1f} s "
           f"({report['audio_s'] / max(report['transcribe_s'], 1e-9):.1f}x real time, {timing})")

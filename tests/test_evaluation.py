@@ -166,9 +166,11 @@ def test_score_paths_folders(tmp_path: Path) -> None:
     _csv(tmp_path / "est" / "sub" / "b.csv", REFERENCE[:1])
     _csv(tmp_path / "est" / "only_est.csv", REFERENCE)
     report = score_paths(tmp_path / "ref", tmp_path / "est", by_instrument=True)
-    assert [r.name for r in report.results] == ["a", "sub/b"]
+    assert [r.name for r in report.results] == ["a", "only_ref", "sub/b"]
     assert report.results[0].note_onset.f1 == pytest.approx(1.0)
-    assert report.results[1].note_onset.recall == pytest.approx(1 / 3)
+    assert report.results[1].note_onset.f1 == 0.0 and report.results[1].n_est == 0   # no estimate: all missed
+    assert report.results[1].n_ref == len(REFERENCE)
+    assert report.results[2].note_onset.recall == pytest.approx(1 / 3)
     assert report.unpaired == ["reference only: only_ref.csv", "estimate only: only_est.csv"]
 
 

@@ -66,3 +66,35 @@ def test_frequency_max_pool_equals_max_pool2d(factor, n_bins):
 
     x = torch.randn(2, 3, 7, n_bins)
     assert torch.equal(FrequencyMaxPool(factor)(x), torch.nn.MaxPool2d((1, factor))(x))
+
+
+def test_shifted_hcqt_equals_the_exact_hcqt_for_octave_harmonics():
+    import torch
+
+    from amtcli.features import build_frontend, feature_shape
+    from amtcli.options import FeatureSpec
+
+    common = dict(n_fft=2048, n_bins=120, bins_per_octave=36, fmin_hz=27.5)
+    exact = FeatureSpec(kind="hcqt", harmonics=(0.5, 1, 2, 4), **common)
+    shifted = FeatureSpec(kind="hcqt_shifted", harmonics=(0.5, 1, 2, 4), **common)
+    audio = torch.randn(2, 16000)
+    a, b = build_frontend(exact)(audio), build_frontend(shifted)(audio)
+    assert a.shape == b.shape == (2, 50, 120, 4) and feature_shape(shifted) == (120, 4)
+    assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_shifted_hcqt_puts_a_tone_at_its_harmonics_bins():
+    import numpy as np
+    import torch
+
+    from amtcli.features import build_frontend
+    from amtcli.options import FeatureSpec
+
+    spec = FeatureSpec(kind="hcqt_shifted", n_fft=2048, n_bins=264, bins_per_octave=36, fmin_hz=27.5,
+                       harmonics=(0.5, 1, 2, 3))
+    t = np.arange(16000) / 16000
+    tone = torch.tensor(np.sin(2 * np.pi * 660.0 * t), dtype=torch.float32)[None]   # E5, 3 x 220 Hz (A3)
+    out = build_frontend(spec)(tone)[0, 25]                                            # (264, 4)
+    bin_of = lambda hz: int(round(36 * np.log2(hz / 27.5)))
+    assert int(out[:, 1].argmax()) == bin_of(660.0)          # harmonic 1: the tone itself
+    assert int(out[:, 3].argmax()) == bin_of(220.0)          # harmonic 3: seen at its fundamental's bin

@@ -78,3 +78,30 @@ def test_bad_windowing_in_config_is_a_model_error(tmp_path):
                     extra={"windowing": {"window_s": 10.0, "hop_s": 8.01}})
     with pytest.raises(ModelError, match="windowing"):
         load_checkpoint(tmp_path / "ck")
+
+
+def test_harmonic_negatives_mark_the_partials_of_sounding_keys_only():
+    from amtcli.families.losses import harmonic_negatives
+
+    target = torch.zeros(1, 2, 88)
+    target[0, 0, 10] = target[0, 0, 22] = 1.0       # a key and its octave, both sounding
+    mask = harmonic_negatives(target)
+    assert mask[0, 0].nonzero().flatten().tolist() == [29, 34, 38, 41, 46, 50, 53]
+    assert mask[0, 1].sum() == 0                     # nothing sounds in frame 1
+
+
+def test_harmonic_negative_weight_raises_the_cost_of_hearing_a_partial():
+    from amtcli.families.framewise_cnn import framewise_cnn_loss
+
+    target = {"frame": torch.zeros(1, 1, 88), "onset": torch.zeros(1, 1, 88), "velocity": torch.zeros(1, 1, 88)}
+    target["frame"][0, 0, 20] = 1.0
+    partial_heard = torch.full((1, 1, 88), -5.0)
+    partial_heard[0, 0, 20] = partial_heard[0, 0, 32] = 5.0    # key 32 = 20 + 12, a false note at the octave
+    other_heard = partial_heard.clone()
+    other_heard[0, 0, 32], other_heard[0, 0, 33] = -5.0, 5.0  # the false note elsewhere
+    outputs = {"velocity": torch.zeros(1, 1, 88)}
+    plain = [framewise_cnn_loss({**outputs, "frame": f}, target)["frame"] for f in (partial_heard, other_heard)]
+    weighted = [framewise_cnn_loss({**outputs, "frame": f}, target, harmonic_negative_weight=4.0)["frame"]
+                for f in (partial_heard, other_heard)]
+    assert torch.isclose(plain[0], plain[1])
+    assert weighted[0] > 2 * weighted[1]

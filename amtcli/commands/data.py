@@ -22,7 +22,11 @@ def run_synth(out_dir: Path, recipe: Path | None, hours: float | None, seed: int
     Raises ConfigError / DataError for a bad recipe or a missing soundfont or FluidSynth.
     """
     from amtcli.datasets.synth import load_recipe, recipe_with_hours, synthesize
+    from amtcli.errors import ConfigError
 
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir} is a file, not a folder; give a new or existing folder for the corpus")
     console = Console()
     plan = recipe_with_hours(load_recipe(recipe), hours)
     report = synthesize(Path(out_dir), plan, seed=seed, jobs=jobs, console=console)

@@ -63,7 +63,10 @@ def _note_files(folder: Path) -> dict[str, Path]:
     return found
 
 
-def _pairs(ref: Path, est: Path) -> tuple[list[tuple[str, Path, Path]], list[str]]:
+def _pairs(ref: Path, est: Path) -> tuple[list[tuple[str, Path, Path | None]], list[str]]:
+    """(name, reference, estimate) pairs, and one line per unpaired file. A reference
+    without an estimate is paired with None (scored as all missed); an estimate without
+    a reference is only listed."""
     if ref.is_file() and est.is_file():
         return [(est.stem, ref, est)], []
     if ref.is_dir() and est.is_dir():
@@ -76,7 +79,8 @@ def _pairs(ref: Path, est: Path) -> tuple[list[tuple[str, Path, Path]], list[str
         ]
         if not names:
             raise LabelError(f"no file in {est} has the same name as a file in {ref}")
-        return [(name, ref_files[name], est_files[name]) for name in names], unpaired
+        pairs = [(name, ref_files[name], est_files.get(name)) for name in sorted(set(names) | set(ref_only))]
+        return pairs, unpaired
     for path in (ref, est):
         if not path.exists():
             raise LabelError(f"{path}: no such file or folder")
@@ -102,8 +106,10 @@ def score_paths(ref: Path, est: Path, by_instrument: bool = False, errors: bool 
     (with ``errors``, also classify the unmatched notes).
 
     Raises LabelError when the paths do not exist, mix a file with a folder, or the
-    folders share no file name. A malformed file fails only its own pair (listed in
-    ``failed``); the other pairs are still scored.
+    folders share no file name. A reference without an estimate is scored as if the
+    estimate were empty (every note missed, F1 0) and listed in ``unpaired``. A
+    malformed file fails only its own pair (listed in ``failed``); the other pairs are
+    still scored.
     """
     from amtcli.references import load_notes
 
@@ -113,7 +119,8 @@ def score_paths(ref: Path, est: Path, by_instrument: bool = False, errors: bool 
     unlabelled: list[str] = []
     for name, ref_path, est_path in pairs:
         try:
-            reference, estimate = load_notes(ref_path), load_notes(est_path)
+            reference = load_notes(ref_path)
+            estimate = load_notes(est_path) if est_path is not None else []
         except AmtError as exc:
             if len(pairs) == 1:
                 raise

@@ -952,7 +952,35 @@ def _recordings_table(out_dir: Path) -> str:
         lines += [f"| {title} | recordings | hours |", "|---|---:|---:|"]
         lines += [f"| {k} | {n} | {h:.2f} |" for k, (n, h) in sorted(counts.items(), key=lambda kv: -kv[1][1])]
         lines.append("")
+    if rows and "parts" in rows[0]:
+        lines += _stems_tables(rows)
     return "\n".join(lines)
+
+
+def _stems_tables(rows: list[dict]) -> list[str]:
+    """Card tables of a corpus rendered with part subsets, pedal or several soundfonts:
+    hours by the parts kept, pedal use on piano recordings, and soundfonts per split."""
+    hours = lambda selected: sum(float(r["duration_s"]) for r in selected) / 3600
+    total = hours(rows) or 1.0
+    kinds = {"all parts": [r for r in rows if r.get("parts", "all") in ("", "all")],
+             "single line": [r for r in rows if r.get("parts", "all") not in ("", "all") and ";" not in r["parts"]],
+             "two parts": [r for r in rows if ";" in r.get("parts", "")]}
+    lines = ["| parts kept | recordings | hours | share of hours |", "|---|---:|---:|---:|"]
+    lines += [f"| {k} | {len(v)} | {hours(v):.2f} | {hours(v) / total:.0%} |" for k, v in kinds.items()]
+    piano = [r for r in rows if "piano" in r.get("instruments", "").split(";")]
+    pedalled = [r for r in piano if int(r.get("pedal_presses") or 0) > 0]
+    presses = sum(int(r["pedal_presses"]) for r in pedalled)
+    lines += ["", f"Sustain pedal: {len(pedalled)} of {len(piano)} recordings with a piano "
+              f"({hours(pedalled):.2f} of {hours(piano):.2f} h) use it, {presses:,} presses in all.", ""]
+    fonts: dict[tuple[str, str], int] = {}
+    for row in rows:
+        for font in row.get("soundfont", "").split("+"):
+            fonts[(row["split"], font)] = fonts.get((row["split"], font), 0) + 1
+    lines += ["| split | soundfont | recordings using it |", "|---|---|---:|"]
+    lines += [f"| {split} | {font} | {n} |" for (split, font), n in
+              sorted(fonts.items(), key=lambda kv: (SPLITS.index(kv[0][0]) if kv[0][0] in SPLITS else 9, -kv[1]))]
+    lines.append("")
+    return lines
 
 
 def synthesize(

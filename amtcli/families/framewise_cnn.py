@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from amtcli.families.layers import FrequencyMaxPool
-from amtcli.families.losses import velocity_loss
+from amtcli.families.losses import frame_loss, velocity_loss
 from amtcli.families.config import FamilyConfig
 from amtcli.features import build_frontend, feature_shape, with_channels
 from amtcli.options import FeatureSpec
@@ -42,6 +42,9 @@ class FramewiseCNNConfig(FamilyConfig):
         blocks: residual blocks of ``len(dilations)`` layers each (4 x 3 = 12 layers).
         dilations: dilation of each layer inside a block (frames).
         reconstruction: train and run with the spectrogram-reconstruction second pass.
+        harmonic_negative_weight: training only: weight of the frame loss at silent keys
+            that are partials of a sounding note (1: plain BCE; see
+            :func:`amtcli.families.losses.frame_loss`).
     """
 
     features: FeatureSpec = FeatureSpec(n_bins=128)
@@ -50,6 +53,7 @@ class FramewiseCNNConfig(FamilyConfig):
     blocks: int = 4
     dilations: tuple[int, ...] = (1, 2, 4)
     reconstruction: bool = False
+    harmonic_negative_weight: float = 1.0
 
 
 class ResidualBlock(nn.Module):
@@ -166,13 +170,15 @@ class FramewiseCNN(nn.Module):
         return torch.stack([torch.sigmoid(outputs[name]) for name in self.CHANNELS], dim=-1)
 
 
-def framewise_cnn_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Per-term losses (scalars): frame BCE, velocity squared error at labelled onsets
+def framewise_cnn_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
+                       harmonic_negative_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    """Per-term losses (scalars): frame BCE (partials of sounding notes weighted by
+    ``harmonic_negative_weight``), velocity squared error at labelled onsets
     (velocity / 127), and with reconstruction the first pass's BCE and the L2 error of
     the rebuilt spectrum. Targets are (batch, n_frames, 88)."""
     bce = nn.functional.binary_cross_entropy_with_logits
     losses = {
-        "frame": bce(outputs["frame"], targets["frame"]),
+        "frame": frame_loss(outputs["frame"], targets["frame"], harmonic_negative_weight),
         "velocity": velocity_loss(outputs["velocity"], targets),
     }
     if "reconstruction" in outputs:

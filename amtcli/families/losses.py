@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
+
+from amtcli.types import HARMONIC_INTERVALS
 
 
 def velocity_loss(velocity_logits: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -11,3 +14,25 @@ def velocity_loss(velocity_logits: torch.Tensor, targets: dict[str, torch.Tensor
     onset_mask = targets["onset"]
     error = (torch.sigmoid(velocity_logits) - targets["velocity"]).square() * onset_mask
     return error.sum() / onset_mask.sum().clamp(min=1.0)
+
+
+def harmonic_negatives(frame_target: torch.Tensor) -> torch.Tensor:
+    """Where a key is silent but one of its subharmonics sounds: 1.0 at key k of a frame
+    when key k is not labelled and key k - h is, for h in HARMONIC_INTERVALS (so k is a
+    partial of a sounding note). (batch, n_frames, 88) in and out."""
+    active = frame_target > 0.5
+    mask = torch.zeros_like(active)
+    for interval in HARMONIC_INTERVALS:
+        mask[..., interval:] |= active[..., :-interval]
+    return (mask & ~active).to(frame_target.dtype)
+
+
+def frame_loss(logits: torch.Tensor, target: torch.Tensor, harmonic_weight: float = 1.0) -> torch.Tensor:
+    """Binary cross-entropy of frame logits, each (batch, n_frames, 88); with
+    ``harmonic_weight`` != 1 the silent keys at a sounding note's partials
+    (:func:`harmonic_negatives`) weigh that much more, so hearing a partial as a note
+    costs more than other false positives. Returns a scalar (mean over elements)."""
+    if harmonic_weight == 1.0:
+        return nn.functional.binary_cross_entropy_with_logits(logits, target)
+    weight = 1.0 + (harmonic_weight - 1.0) * harmonic_negatives(target)
+    return nn.functional.binary_cross_entropy_with_logits(logits, target, weight=weight)

@@ -155,12 +155,24 @@ def _section(cls, data: dict, name: str):
         raise ConfigError(f"recipe [{name}]: {exc}") from None
 
 
-def _inits(raw) -> tuple[InitConfig, ...]:
+def _inits(raw, recipe_dir: Path) -> tuple[InitConfig, ...]:
     """One ``[init]`` table or an array of ``[[init]]`` tables -> the warm starts that
-    copy something (an empty table is none)."""
+    copy something (an empty table is none). A relative checkpoint path is taken from
+    the recipe's folder when a checkpoint is there, else from the working directory
+    (where training reports it missing, naming the path)."""
+    from dataclasses import replace
+
     tables = raw if isinstance(raw, list) else [raw]
     inits = tuple(_section(InitConfig, table, "init") for table in tables)
-    return tuple(init for init in inits if init.checkpoint)
+    resolved = []
+    for init in inits:
+        if not init.checkpoint:
+            continue
+        path = Path(init.checkpoint)
+        candidates = [path] if path.is_absolute() else [recipe_dir / path, path]
+        found = next((c for c in candidates if (c / "model.safetensors").is_file()), candidates[-1])
+        resolved.append(replace(init, checkpoint=str(found)))
+    return tuple(resolved)
 
 
 def load_recipe(path: str | Path, overrides: dict[str, dict] | None = None) -> TrainConfig:
@@ -190,7 +202,7 @@ def load_recipe(path: str | Path, overrides: dict[str, dict] | None = None) -> T
         data=_section(DataConfig, raw.get("data", {}), "data"),
         optim=_section(OptimConfig, raw.get("optim", {}), "optim"),
         schedule=_section(ScheduleConfig, raw.get("schedule", {}), "schedule"),
-        init=_inits(raw.get("init", {})),
+        init=_inits(raw.get("init", {}), path.parent),
         augment=_section(AugmentConfig, raw.get("augment", {}), "augment"),
         seed=int(raw.get("seed", 0)),
     )

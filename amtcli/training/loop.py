@@ -139,8 +139,16 @@ def _plot_metrics(path: Path, rows: list[dict]) -> None:
 
 def _save_state(run_dir: Path, config: TrainConfig, module, optimizer, scheduler, step: int, best_f1: float,
                 rng: np.random.Generator, evals_since_best: int = 0) -> None:
-    last = run_dir / "last"
-    save_checkpoint(last, config.family, config.model, module, extra=_checkpoint_extra(config, step=step))
+    """Write the resume point ``last/`` as one unit: weights, config and trainer state go
+    into a new folder, which then replaces ``last/`` by renames (the previous one is kept
+    as ``.last.old`` until the new one is in place), so a kill at any moment leaves one
+    whole resume point (see :func:`_resume_point`)."""
+    import shutil
+
+    last, previous = run_dir / "last", run_dir / ".last.old"
+    fresh = run_dir / f".last.{os.getpid()}.part"
+    shutil.rmtree(fresh, ignore_errors=True)
+    save_checkpoint(fresh, config.family, config.model, module, extra=_checkpoint_extra(config, step=step))
     state = {
         "step": step,
         "best_f1": best_f1,
@@ -150,8 +158,27 @@ def _save_state(run_dir: Path, config: TrainConfig, module, optimizer, scheduler
         "torch_rng": torch.get_rng_state(),
         "numpy_rng": rng.bit_generator.state,
     }
-    with atomic_path(last / "trainer_state.pt", overwrite=True) as tmp:
+    with atomic_path(fresh / "trainer_state.pt", overwrite=True) as tmp:
         torch.save(state, tmp)
+    if last.exists():
+        shutil.rmtree(previous, ignore_errors=True)
+        os.rename(last, previous)
+    os.rename(fresh, last)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _resume_point(run_dir: Path) -> Path | None:
+    """The folder to resume from: ``last/``, or ``.last.old`` when a kill fell between
+    the two renames of :func:`_save_state` (it is moved back to ``last/``); None when
+    the run has none. Unfinished ``.last.*.part`` folders are removed."""
+    import shutil
+
+    for stale in run_dir.glob(".last.*.part"):
+        shutil.rmtree(stale, ignore_errors=True)
+    last, previous = run_dir / "last", run_dir / ".last.old"
+    if not last.exists() and (previous / "trainer_state.pt").exists():
+        os.rename(previous, last)
+    return last if (last / "trainer_state.pt").exists() else None
 
 
 def _checkpoint_extra(config: TrainConfig, **values) -> dict:
@@ -198,15 +225,25 @@ def _scheduler(config: TrainConfig, optimizer):
 def _restore(last: Path, module, optimizer, scheduler, rng: np.random.Generator) -> tuple[int, float, int]:
     """Load the resume point in ``last``; returns (step, best validation onset F1,
     evaluations since that best)."""
+    import json
+
     from safetensors.torch import load_file
 
-    module.load_state_dict(load_file(str(last / "model.safetensors")), strict=True)
-    state = torch.load(last / "trainer_state.pt", weights_only=True)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["torch_rng"])
-    rng.bit_generator.state = state["numpy_rng"]
-    return int(state["step"]), float(state["best_f1"]), int(state.get("evals_since_best", 0))
+    try:
+        module.load_state_dict(load_file(str(last / "model.safetensors")), strict=True)
+        state = torch.load(last / "trainer_state.pt", weights_only=True)
+        weights_step = json.loads((last / "config.json").read_text(encoding="utf-8")).get("step")
+        if weights_step is not None and int(weights_step) != int(state["step"]):
+            raise ValueError(f"weights of step {weights_step}, trainer state of step {state['step']}")
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        rng.bit_generator.state = state["numpy_rng"]
+        return int(state["step"]), float(state["best_f1"]), int(state.get("evals_since_best", 0))
+    except Exception as exc:  # any damage: one line, and how to go on
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise ConfigError(f"{last} is damaged and cannot be resumed ({reason}); "
+                          "pass --no-resume to start over") from None
 
 
 def _write_run_recipe(run_dir: Path, config: TrainConfig, world: int) -> None:
@@ -262,8 +299,9 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = True, console=None)
     run_dir.mkdir(parents=True, exist_ok=True)
     plateau = config.optim.lr_schedule == "plateau"
     start_step, best_f1, evals_since_best = 0, -1.0, 0
-    if resume and (run_dir / "last" / "trainer_state.pt").exists():
-        start_step, best_f1, evals_since_best = _restore(run_dir / "last", module, optimizer, scheduler, rng)
+    point = _resume_point(run_dir) if resume else None
+    if point is not None:
+        start_step, best_f1, evals_since_best = _restore(point, module, optimizer, scheduler, rng)
         if rank == 0:
             console.log(f"resumed from step {start_step} (best validation onset F1 {best_f1:.3f})")
     rows = _read_metrics(run_dir / "metrics.csv", start_step) if rank == 0 else []
