@@ -66,6 +66,9 @@ def atomic_path(target: str | os.PathLike, overwrite: bool = False) -> Iterator[
                                         dir=target.parent)
         os.close(fd)
     except OSError as exc:
+        blocking = next((p for p in [target.parent, *target.parent.parents] if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            raise OutputError(f"cannot write {target}: {blocking} is a file, not a folder") from None
         raise OutputError(f"cannot write to {target.parent}: {exc.strerror or exc}") from None
     tmp = Path(tmp_name)
     try:

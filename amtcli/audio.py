@@ -58,9 +58,13 @@ class AudioStream:
         if str(path) == "-":
             raise AudioError("-: reading audio from standard input is not supported; give an audio file")
         if not path.exists():
+            if path.is_symlink():
+                raise AudioError(f"{path}: a symbolic link that leads nowhere (broken or looping)")
             raise AudioError(f"{path}: no such file")
         if path.is_dir():
             raise AudioError(f"{path}: is a directory, not an audio file")
+        if not path.is_file():
+            raise AudioError(f"{path}: not a regular file (a FIFO, socket or device); save the audio to a file first")
         if path.stat().st_size == 0:
             raise AudioError(f"{path}: file is empty (0 bytes)")
         try:

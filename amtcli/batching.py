@@ -1,4 +1,5 @@
-"""Transcribe many recordings with windows from several files in each model batch.
+"""Transcribe one recording (:func:`transcribe`) or many, with windows from several
+files in each model batch.
 
 One file at a time leaves the last batch of every file part-empty and pays the
 model's per-call overhead per file; here windows are drawn in order from a queue of
@@ -206,3 +207,17 @@ class ReadAhead:
             if kind == "error":
                 raise value
             yield value
+
+
+def transcribe(model: LoadedModel, audio: Audio, options: DecodeOptions | None = None,
+               window_s: float | None = None, hop_s: float | None = None, batch_windows: int = 4) -> Transcription:
+    """Transcribe mono ``audio`` (already at ``model.features.sample_rate``).
+
+    ``options`` defaults to the thresholds stored with the checkpoint (``model.decode``).
+    Returns a Transcription whose notes are in seconds from the start of the audio.
+    Raises ConfigError when the audio is not at the model's rate.
+    """
+    ((_, result),) = list(transcribe_stream(model, [(0, audio)], options, batch_windows, window_s, hop_s))
+    if isinstance(result, Exception):
+        raise result
+    return result

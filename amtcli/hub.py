@@ -36,16 +36,8 @@ from huggingface_hub.errors import (
 )
 
 from amtcli.errors import ModelError
-from amtcli.registry import (
-    CARD_FILE,
-    COMMIT_RE,
-    HF_PREFIX,
-    REPO_ID_RE,
-    REQUIRED_FILES,
-    ModelEntry,
-    ModelFile,
-    file_problem,
-)
+from amtcli.model_files import (CARD_FILE, COMMIT_RE, HF_PREFIX, REPO_ID_RE, REQUIRED_FILES, ModelEntry, ModelFile,
+                                file_problem)
 
 #: Top-level modules of the HTTP stacks huggingface_hub versions use; their errors mean "no connection".
 _NETWORK_MODULES = {"httpx", "httpx2", "httpcore", "requests", "urllib3"}

@@ -1,8 +1,8 @@
-"""transcribe(model, audio, options) -> Transcription. No I/O happens here.
+"""The pieces of transcription: windows through the model, stitching, decoding. No I/O.
 
-Audio is cut into overlapping windows on the model's frame grid and run through the
-model a few windows at a time (:mod:`amtcli.batching` does this for one or many
-recordings). Frame-aligned outputs (onf, cnn, ctc) are stitched on the frame axis by
+:func:`amtcli.batching.transcribe` puts them together for one recording and
+:mod:`amtcli.batching` for many. Audio is cut into overlapping windows on the model's
+frame grid and run through the model a few windows at a time. Frame-aligned outputs (onf, cnn, ctc) are stitched on the frame axis by
 keeping each window's centre and decoded once as a stream; seq2seq token windows go
 through a stateful detokenizer. Memory does not grow with the recording's length.
 :func:`stitched_posteriors` gives the raw stitched posteriorgram (for tuning and
@@ -174,7 +174,7 @@ class ChunkDecoder:
 def decode_chunks(model: LoadedModel, chunks, options: DecodeOptions, spec: WindowSpec | None = None) -> list:
     """Decode a recording's stitched posteriorgram, as chunks in order (from
     :func:`stitched_posteriors`, windowed by ``spec``, default the model's), into notes
-    sorted by onset: the same notes as :func:`transcribe` gives."""
+    sorted by onset: the same notes as :func:`amtcli.batching.transcribe` gives."""
     chunks = list(chunks)
     decoder = ChunkDecoder(model, options)
     decoder.add_joins(join_frames(sum(len(c) for c in chunks), spec or window_spec(model)))
@@ -193,22 +193,6 @@ def finish_transcription(model: LoadedModel, source: str, duration_s: float, not
     notes = [n if n.offset_s <= duration else _clip(n, duration) for n in sorted(notes) if n.onset_s < duration]
     return Transcription(notes=tuple(notes), duration_s=duration, source=source, model=model.name,
                          stats={"n_windows": float(n_windows), **(extra_stats or {})})
-
-
-def transcribe(model: LoadedModel, audio: Audio, options: DecodeOptions | None = None,
-               window_s: float | None = None, hop_s: float | None = None, batch_windows: int = 4) -> Transcription:
-    """Transcribe mono ``audio`` (already at ``model.features.sample_rate``).
-
-    ``options`` defaults to the thresholds stored with the checkpoint (``model.decode``).
-    Returns a Transcription whose notes are in seconds from the start of the audio.
-    Raises ConfigError when the audio is not at the model's rate.
-    """
-    from amtcli.batching import transcribe_stream
-
-    ((_, result),) = list(transcribe_stream(model, [(0, audio)], options, batch_windows, window_s, hop_s))
-    if isinstance(result, Exception):
-        raise result
-    return result
 
 
 def _clip(note, duration_s: float):

@@ -30,7 +30,8 @@ def held_tone(seconds: float, rate: int) -> np.ndarray:
 def main() -> None:
     from amtcli.audio import Audio
     from amtcli.checkpoint import load_checkpoint
-    from amtcli.inference import ChunkDecoder, transcribe
+    from amtcli.batching import transcribe
+    from amtcli.inference import ChunkDecoder
     from amtcli.registry import resolve_model
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -58,7 +58,7 @@ def shifted_onset_f1(reference, estimate, shift_ms: float) -> float:
 def measure(model_name: str, items, shifts: list[float]) -> dict:
     from amtcli.audio import load_audio
     from amtcli.checkpoint import load_checkpoint
-    from amtcli.inference import transcribe
+    from amtcli.batching import transcribe
     from amtcli.references import load_notes
     from amtcli.registry import resolve_model
 

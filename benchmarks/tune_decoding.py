@@ -30,7 +30,8 @@ def main() -> None:
     from amtcli.audio import Audio
     from amtcli.checkpoint import load_checkpoint
     from amtcli.evaluation import evaluate_notes, mean_result
-    from amtcli.inference import decode_chunks, stitched_posteriors, transcribe
+    from amtcli.batching import transcribe
+    from amtcli.inference import decode_chunks, stitched_posteriors
     from amtcli.options import DecodeOptions
     from amtcli.training.data import load_recordings, split_pairs
 

@@ -7,7 +7,7 @@ from amtcli.batching import transcribe_stream
 from amtcli.checkpoint import load_checkpoint, save_checkpoint
 from amtcli.errors import AudioError
 from amtcli.families.framewise_cnn import FramewiseCNN, FramewiseCNNConfig
-from amtcli.inference import transcribe
+from amtcli.batching import transcribe
 from amtcli.options import DecodeOptions, FeatureSpec
 
 

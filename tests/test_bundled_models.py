@@ -14,7 +14,7 @@ from amtcli.audio import load_audio
 from amtcli.checkpoint import load_checkpoint
 from amtcli.cli import app
 from amtcli.evaluation import evaluate_notes
-from amtcli.inference import transcribe
+from amtcli.batching import transcribe
 from amtcli.references import load_notes
 from amtcli.registry import DEFAULT_MODEL, available_models, resolve_model
 

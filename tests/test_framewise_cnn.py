@@ -5,7 +5,8 @@ import torch
 from amtcli.audio import Audio
 from amtcli.checkpoint import load_checkpoint, save_checkpoint
 from amtcli.families.framewise_cnn import FramewiseCNN, FramewiseCNNConfig, framewise_cnn_loss
-from amtcli.inference import stitched_posteriors, transcribe
+from amtcli.batching import transcribe
+from amtcli.inference import stitched_posteriors
 from amtcli.options import FeatureSpec
 from amtcli.training.steps import train_step
 from amtcli.training.targets import frame_targets

@@ -6,7 +6,7 @@ from amtcli.audio import Audio
 from amtcli.checkpoint import load_checkpoint, save_checkpoint
 from amtcli.errors import ModelError
 from amtcli.families.onsets_frames import OnsetsFrames, OnsetsFramesConfig, onsets_frames_loss
-from amtcli.inference import transcribe
+from amtcli.batching import transcribe
 from amtcli.options import DecodeOptions, FeatureSpec
 from amtcli.training.steps import train_step
 from amtcli.training.targets import frame_targets

@@ -223,3 +223,20 @@ def test_eval_folders_count_a_missing_estimate_as_misses_and_exit_1(tmp_path):
     assert result.exit_code == 1
     assert "reference only: b.csv (scored as all missed)" in result.output
     assert "0.500" in result.output                      # the mean of 1.0 and 0.0
+
+
+def test_odd_paths_get_messages_that_say_what_they_are(tmp_path, random_onf_checkpoint):
+    loop = tmp_path / "loop.wav"
+    loop.symlink_to(loop)
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    sf.write(tmp_path / "a.wav", np.zeros(RATE, dtype=np.float32), RATE)
+    runner = CliRunner()
+    model = ["--model", str(random_onf_checkpoint)]
+    out = runner.invoke(app, ["transcribe", str(loop), "-o", str(tmp_path / "l.mid"), *model]).output
+    assert "symbolic link that leads nowhere" in out
+    out = runner.invoke(app, ["transcribe", str(fifo), "-o", str(tmp_path / "p.mid"), *model]).output
+    assert "not a regular file" in out
+    out = runner.invoke(app, ["transcribe", str(tmp_path / "a.wav"), "-o", str(tmp_path / "a.wav" / "x.mid"),
+                              *model]).output
+    assert "a.wav is a file, not a folder" in " ".join(out.split())

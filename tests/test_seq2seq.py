@@ -10,7 +10,7 @@ from amtcli.errors import ConfigError, ModelError
 from amtcli.families.seq2seq import (Seq2SeqConfig, Seq2SeqTranscriber, TokenGrammar, attack_evidence,
                                      guided_attention_loss, is_looping,
                                      token_positions)
-from amtcli.inference import transcribe
+from amtcli.batching import transcribe
 from amtcli.options import DecodeOptions, FeatureSpec
 from amtcli.training.steps import train_step
 from amtcli.types import Note

@@ -143,7 +143,7 @@ def score_recordings(model, items: list[tuple[str, Path, Path]], options=None, b
 
     from amtcli.audio import load_audio
     from amtcli.evaluation import token_metrics
-    from amtcli.inference import transcribe
+    from amtcli.batching import transcribe
     from amtcli.references import load_notes
     from amtcli.writers.pianoroll import write_pianoroll
 

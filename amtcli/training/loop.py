@@ -59,7 +59,8 @@ def validate(loaded: LoadedModel, recordings) -> dict[str, float]:
 
     from amtcli.audio import Audio
     from amtcli.evaluation import evaluate_notes, mean_result
-    from amtcli.inference import decode_chunks, output_kind, stitched_posteriors, transcribe
+    from amtcli.batching import transcribe
+    from amtcli.inference import decode_chunks, output_kind, stitched_posteriors
 
     if output_kind(loaded) == "tokens":
         best = mean_result([
