@@ -179,8 +179,10 @@ def evaluate(
             console.print(f"[yellow]note[/yellow] {len(report.unlabelled)} estimate(s) have no instrument labels "
                           f"({shown}): scored with instruments pooled; --by-instrument needs labelled estimates",
                           highlight=False, soft_wrap=True)
+        for line in report.left_out:
+            console.print(f"[yellow]note[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
         for line in report.failed:
-            console.print(f"[red]error[/red] {line}")
+            _console(stderr=True).print(f"[red]error:[/red] {escape(line)}", soft_wrap=True)
         if report.results:
             print_results(report.results, console)
             print_errors(report.results, console)

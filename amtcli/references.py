@@ -14,7 +14,8 @@ Supported inputs, chosen by suffix and, for CSV, by the header line:
   0-based program and its velocity; notes of a program-0 track named ``"transcription"``
   (where :func:`amtcli.writers.midi.write_midi` puts notes without an instrument) have
   no program, so amtcli's MIDI reads back as instrument-less, like its CSV. Sustain pedal is **not** applied: a note ends at its
-  note-off. Zero-length notes (note-off at the note-on time) are skipped.
+  note-off. Zero-length notes (note-off at the note-on time) and drum notes are skipped;
+  ``eval`` says how many.
 
 Same-pitch notes of the same instrument must not overlap (see
 :func:`amtcli.types.validate_notes`). When they do in an input file, the earlier note is
@@ -45,17 +46,23 @@ DEFAULT_VELOCITY = 80  #: Velocity of notes read from a CSV without one.
 MUSICNET_HEADER_START = "start_time"
 
 
-def load_notes(path: str | os.PathLike) -> list[Note]:
+def load_notes(path: str | os.PathLike, left_out: list[str] | None = None) -> list[Note]:
     """Read the notes of a reference or estimate file (formats in the module docstring).
 
-    Returns notes sorted by (onset_s, pitch), with same-pitch overlaps trimmed.
+    Returns notes sorted by (onset_s, pitch), with same-pitch overlaps trimmed. When a
+    MIDI file's drum or zero-length notes are skipped, one line saying how many is
+    appended to ``left_out`` (if given).
     Raises LabelError naming the file (and line) for unreadable or malformed input or
     an unsupported suffix.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in MIDI_SUFFIXES:
-        notes = _read_midi(path)
+        notes, drums, empty = _read_midi(path)
+        if (drums or empty) and left_out is not None:
+            parts = [f"{n} {kind} note{'s' if n != 1 else ''}" for n, kind in ((drums, "drum"), (empty, "zero-length"))
+                     if n]
+            left_out.append(f"{path}: {' and '.join(parts)} left out")
     elif suffix in CSV_SUFFIXES:
         notes = _read_csv(path)
     else:
@@ -192,7 +199,32 @@ def _parse_row(path: Path, line_no: int, row: list[str], columns: dict[str, int]
         raise LabelError(f"{path}:{line_no}: {message}") from None
 
 
-def _read_midi(path: Path) -> list[Note]:
+def _zero_length_notes(path: Path) -> int:
+    """How many non-drum notes of a MIDI file end at the tick they start (pretty_midi
+    drops them before amtcli sees them)."""
+    import mido
+
+    try:
+        midi = mido.MidiFile(str(path))
+    except Exception:  # already read by pretty_midi; a count is not worth an error
+        return 0
+    count = 0
+    for track in midi.tracks:
+        tick, started = 0, {}
+        for message in track:
+            tick += message.time
+            if message.type not in ("note_on", "note_off") or message.channel == 9:
+                continue
+            key = (message.channel, message.note)
+            if message.type == "note_on" and message.velocity > 0:
+                started[key] = tick
+            elif key in started:
+                count += started.pop(key) == tick
+    return count
+
+
+def _read_midi(path: Path) -> tuple[list[Note], int, int]:
+    """(notes, drum notes skipped, zero-length notes skipped) of a MIDI file."""
     import pretty_midi
 
     try:
@@ -202,12 +234,15 @@ def _read_midi(path: Path) -> list[Note]:
     from amtcli.writers.midi import UNKNOWN_TRACK_NAME
 
     notes: list[Note] = []
+    drums = empty = 0
     for instrument in midi.instruments:
         if instrument.is_drum:
+            drums += len(instrument.notes)
             continue
         unlabelled = instrument.program == 0 and instrument.name == UNKNOWN_TRACK_NAME
         for note in instrument.notes:
             if not note.end > note.start:
+                empty += 1
                 continue
             try:
                 notes.append(
@@ -221,4 +256,4 @@ def _read_midi(path: Path) -> list[Note]:
                 )
             except ValueError as exc:
                 raise LabelError(f"{path}: invalid note in MIDI file ({exc})") from None
-    return notes
+    return notes, drums, empty + _zero_length_notes(path)

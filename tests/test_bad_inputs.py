@@ -65,7 +65,7 @@ def test_the_bad_input_corpus_in_one_batch(tmp_path):
     assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
     lines = result.output.splitlines()
     for name, expected in corpus.items():
-        mine = [line for line in lines if f"/{name}." in line and (line.startswith("ok ") or line.startswith("error "))]
+        mine = [line for line in lines if f"/{name}." in line and (line.startswith("ok ") or line.startswith("error: "))]
         assert len(mine) == 1, (name, result.output)      # exactly one line per file
         outputs = sorted(p.name for p in out.glob(f"{name}.*")) if out.exists() else []
         if mine[0].startswith("ok "):
@@ -74,10 +74,10 @@ def test_the_bad_input_corpus_in_one_batch(tmp_path):
         else:
             assert expected in ("error", "any"), (name, mine[0])
             assert outputs == []                          # nothing half-written
-    warnings = [line for line in lines if line.startswith("warning ")]
+    warnings = [line for line in lines if line.startswith("warning: ")]
     assert len(warnings) == 1 and "/truncated.wav: the file ends before its header says" in warnings[0], warnings
     song_dir = [line for line in lines if "song.wav" in line]
-    assert len(song_dir) == 1 and song_dir[0].startswith("error ")
+    assert len(song_dir) == 1 and song_dir[0].startswith("error: ")
     assert not any(p.name.startswith(".") or p.suffix == ".tmp" for p in out.rglob("*"))  # no temp files left
     silent = (out / "silence.csv").read_text().splitlines()
     assert len(silent) == 1                               # header only: a correct empty result
@@ -122,8 +122,8 @@ def test_disk_full_leaves_no_partial_file_and_the_batch_goes_on(tmp_path, random
                                       "--output-dir", str(out), "--model", random_onf_checkpoint])
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
-    outcome = [line.split()[0] for line in result.output.splitlines() if line.startswith(("ok ", "error "))]
-    assert outcome == ["error", "ok"], result.output
+    outcome = [line.split()[0] for line in result.output.splitlines() if line.startswith(("ok ", "error: "))]
+    assert outcome == ["error:", "ok"], result.output
     assert "No space left on device" in result.output
     assert sorted(p.name for p in out.iterdir()) == ["b.mid"]       # no partial a.mid, no temp file
 
@@ -137,7 +137,7 @@ def test_output_folder_that_cannot_be_created_is_one_line_per_file(tmp_path, ran
     result = CliRunner().invoke(app, ["transcribe", str(tmp_path / "a.wav"), str(tmp_path / "b.wav"),
                                       "--output-dir", str(blocker / "out"), "--model", random_onf_checkpoint])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error ")]
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
     assert len(errors) == 2 and all("cannot write" in line for line in errors)
     assert blocker.read_text() == "a file, not a folder"
 

@@ -263,7 +263,7 @@ def test_an_existing_file_with_an_unknown_suffix_is_not_an_output_folder(tmp_pat
 def test_one_failing_file_is_one_error_line_without_a_summary(tmp_path):
     result = invoke("transcribe", tmp_path / "missing.wav")
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [f"error {tmp_path / 'missing.wav'}: no such file"]
+    assert result.output.strip().splitlines() == [f"error: {tmp_path / 'missing.wav'}: no such file"]
 
 
 def test_the_console_script_prints_usage_errors_as_one_line(capsys):
@@ -305,7 +305,7 @@ def test_eval_warns_about_a_cut_off_recording_and_scores_it(tmp_path, tiny_datas
     result = invoke("eval", "--model", random_onf_checkpoint, "--dataset", dataset, "--split", "test",
                     "--device", "cpu")
     assert result.exit_code == 0, result.output
-    warnings = [line for line in result.output.splitlines() if line.startswith("warning ")]
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 1 and "test0.wav: the file ends before its header says" in warnings[0], result.output
 
 
@@ -345,7 +345,7 @@ def test_data_stats_reports_a_bad_item_and_counts_the_rest(tmp_path, tiny_datase
     (dataset / "test_data" / "test0.flac").write_bytes(b"")
     result = invoke("data", "stats", dataset)
     assert result.exit_code == 1, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error ")]
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "test0.flac" in errors[0] and "left out of the numbers" in errors[0]
     stats = dataset_stats(dataset, skip_bad=True)
     assert stats.splits["test"].items == 1 and stats.total.items == 5 and len(stats.skipped) == 1

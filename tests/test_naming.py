@@ -55,7 +55,8 @@ def test_output_file_with_explicit_formats_shares_stem() -> None:
         "csv": Path("res/x.csv"),
         "png": Path("res/x.png"),
     }
-    assert output_paths(Path("in.wav"), ("csv",), output=Path("x.mid")) == {"csv": Path("x.csv")}
+    with pytest.raises(ConfigError, match="leaves mid out"):          # would write only x.csv
+        output_paths(Path("in.wav"), ("csv",), output=Path("x.mid"))
 
 
 def test_output_without_format_suffix_is_a_directory(tmp_path: Path) -> None:

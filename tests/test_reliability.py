@@ -240,3 +240,30 @@ def test_odd_paths_get_messages_that_say_what_they_are(tmp_path, random_onf_chec
     out = runner.invoke(app, ["transcribe", str(tmp_path / "a.wav"), "-o", str(tmp_path / "a.wav" / "x.mid"),
                               *model]).output
     assert "a.wav is a file, not a folder" in " ".join(out.split())
+
+
+def test_an_output_file_whose_format_is_left_out_is_a_usage_error(tmp_path, random_onf_checkpoint):
+    sf.write(tmp_path / "a.wav", np.zeros(RATE, dtype=np.float32), RATE)
+    result = CliRunner().invoke(app, ["transcribe", str(tmp_path / "a.wav"), "-o", str(tmp_path / "x.csv"),
+                                      "--format", "mid", "--model", str(random_onf_checkpoint)])
+    assert result.exit_code == 2 and "leaves csv out" in " ".join(result.output.split())
+    assert not (tmp_path / "x.mid").exists()
+
+
+def test_eval_says_how_many_midi_drum_and_zero_length_notes_it_left_out(tmp_path):
+    import mido
+
+    midi = mido.MidiFile(ticks_per_beat=480)          # 120 bpm: 960 ticks per second
+    piano = mido.MidiTrack()
+    piano += [mido.Message("note_on", note=60, velocity=80, time=480), mido.Message("note_off", note=60, time=480),
+              mido.Message("note_on", note=62, velocity=80, time=0), mido.Message("note_off", note=62, time=0)]
+    drums = mido.MidiTrack()
+    for _ in range(3):
+        drums += [mido.Message("note_on", channel=9, note=36, velocity=80, time=0),
+                  mido.Message("note_off", channel=9, note=36, time=96)]
+    midi.tracks += [piano, drums]
+    midi.save(str(tmp_path / "ref.mid"))
+    (tmp_path / "est.csv").write_text("onset,offset,pitch\n0.5,1.0,60\n")
+    result = CliRunner().invoke(app, ["eval", str(tmp_path / "ref.mid"), str(tmp_path / "est.csv")])
+    assert result.exit_code == 0, result.output
+    assert "3 drum notes and 1 zero-length note left out" in " ".join(result.output.split())

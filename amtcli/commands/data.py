@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -46,7 +47,8 @@ def run_stats(dataset_dir: Path) -> int:
     console = Console()
     stats = dataset_stats(Path(dataset_dir), skip_bad=True)
     for line in stats.skipped:
-        console.print(f"[red]error[/red] {line} (left out of the numbers)", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[red]error:[/red] {escape(line)} (left out of the numbers)", highlight=False,
+                                   soft_wrap=True)
     table = Table(title=str(dataset_dir))
     for column in ("split", "items", "hours", "notes", "mean polyphony", "max polyphony"):
         table.add_column(column, justify="left" if column == "split" else "right")

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rich.markup import escape
+
 from amtcli.atomic import atomic_path
 from amtcli.errors import AmtError, LabelError
 from amtcli.types import EvalResult
@@ -38,6 +40,7 @@ class ScoreReport:
             (:func:`amtcli.evaluation.token_metrics`), when a model was run.
         unlabelled: names whose estimate has no instrument labels, scored pooled only
             although per-instrument scores were asked for (see :func:`_evaluate`).
+        left_out: one line per MIDI file whose drum or zero-length notes were skipped.
     """
 
     results: list[EvalResult]
@@ -47,6 +50,7 @@ class ScoreReport:
     transcribe_s: float = 0.0
     tokens: dict[str, dict[str, float]] = field(default_factory=dict)
     unlabelled: list[str] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)
 
 
 def _note_files(folder: Path) -> dict[str, Path]:
@@ -117,17 +121,18 @@ def score_paths(ref: Path, est: Path, by_instrument: bool = False, errors: bool 
     results: list[EvalResult] = []
     failed: list[str] = []
     unlabelled: list[str] = []
+    left_out: list[str] = []
     for name, ref_path, est_path in pairs:
         try:
-            reference = load_notes(ref_path)
-            estimate = load_notes(est_path) if est_path is not None else []
+            reference = load_notes(ref_path, left_out)
+            estimate = load_notes(est_path, left_out) if est_path is not None else []
         except AmtError as exc:
             if len(pairs) == 1:
                 raise
             failed.append(str(exc))
             continue
         results.append(_evaluate(reference, estimate, name, by_instrument, unlabelled, errors))
-    return ScoreReport(results=results, unpaired=unpaired, failed=failed, unlabelled=unlabelled)
+    return ScoreReport(results=results, unpaired=unpaired, failed=failed, unlabelled=unlabelled, left_out=left_out)
 
 
 def score_recordings(model, items: list[tuple[str, Path, Path]], options=None, by_instrument: bool = False,
@@ -154,7 +159,8 @@ def score_recordings(model, items: list[tuple[str, Path, Path]], options=None, b
             warnings: list[str] = []
             audio = load_audio(audio_path, model.features.sample_rate, warnings)
             for line in warnings if console is not None else []:
-                console.print(f"[yellow]warning[/yellow] {line}", highlight=False, soft_wrap=True)
+                _stderr_like(console).print(f"[yellow]warning:[/yellow] {escape(line)}", highlight=False,
+                                            soft_wrap=True)
             started = time.perf_counter()
             estimate = transcribe(model, audio, options)
             transcribe_s += time.perf_counter() - started
@@ -172,6 +178,13 @@ def score_recordings(model, items: list[tuple[str, Path, Path]], options=None, b
             console.print(f"scored {index}/{len(items)}: {name}", highlight=False)
     return ScoreReport(results=sorted(results, key=lambda r: r.name), failed=failed, audio_s=audio_s,
                        transcribe_s=transcribe_s, tokens=tokens, unlabelled=sorted(unlabelled))
+
+
+def _stderr_like(console):
+    """A console on stderr beside ``console`` (warnings and errors go there)."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, quiet=console.quiet)
 
 
 def score_model(model_name: str, dataset: Path, split: str, device: str = "auto", by_instrument: bool = False,

@@ -17,6 +17,8 @@ from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from rich.markup import escape
+
 from amtcli.audio import AUDIO_SUFFIXES
 from amtcli.errors import AmtError, ConfigError, OutputError
 
@@ -128,14 +130,22 @@ def _open_ahead(paths: list[Path], sample_rate: int, jobs: int, warnings: dict |
             reader.close()
 
 
-def run_transcribe(request: TranscribeRequest, console) -> int:
-    """Transcribe every input; print one line per file and a summary. Returns the exit code."""
+def run_transcribe(request: TranscribeRequest, console, err_console=None) -> int:
+    """Transcribe every input; print one line per file and a summary. Returns the exit code.
+
+    ``ok`` lines and the summary go to ``console`` (stdout), in the order of the inputs;
+    ``error: PATH: reason`` and ``warning: ...`` lines to ``err_console`` (stderr by
+    default). Outputs are written the moment a file is done, whatever the order of
+    the lines.
+    """
+    from rich.console import Console
     from amtcli.batching import transcribe_stream
     from amtcli.checkpoint import load_checkpoint
     from amtcli.inference import pick_device
     from amtcli.registry import resolve_model
     from amtcli.writers.naming import output_is_file, output_paths
 
+    err_console = err_console or Console(stderr=True, highlight=False)
     check_output_option(request)
     check_decoding_values(request)
     if request.skip_existing and request.overwrite:
@@ -182,7 +192,7 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
                     raise OutputError(f"{maps_found[0]} exists; pass --overwrite to replace it")
         except AmtError as exc:
             summary.failed += 1
-            console.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             continue
         claimed.update((target.resolve(), path) for target in targets.values())
         if maps is not None:
@@ -193,11 +203,11 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
                 maps = None                   # the maps are there: not written again
             if not missing and maps is None:
                 summary.skipped += 1
-                console.print(f"[dim]skip[/dim] {path} (outputs exist)", soft_wrap=True)
+                console.print(f"[dim]skip[/dim] {escape(str(path))} (outputs exist)", soft_wrap=True)
                 continue
             if len(missing) < len(targets):   # resume a file whose outputs were partly written
-                console.print(f"[dim]resume[/dim] {path}: writing only "
-                              f"{', '.join(str(t) for t in missing.values()) or 'its attention maps'}",
+                written_now = ', '.join(str(t) for t in missing.values()) or 'its attention maps'
+                console.print(f"[dim]resume[/dim] {escape(str(path))}: writing only {escape(written_now)}",
                               highlight=False, soft_wrap=True)
             targets = missing
         todo.append((path, targets, maps))
@@ -206,47 +216,56 @@ def run_transcribe(request: TranscribeRequest, console) -> int:
         overall = progress.add_task("files", total=len(todo))
         warnings: dict[int, str] = {}
         loaded = _open_ahead([path for path, _, _ in todo], model.features.sample_rate, request.jobs, warnings)
-        with closing(loaded):   # on Ctrl-C too: stop the read-ahead threads before exiting
-            for index, result in transcribe_stream(model, loaded, options, request.batch_windows):
-                path, targets, maps = todo[index]
-                progress.advance(overall)
-                _report(console, summary, result, targets, maps, path, model, request)
-                if index in warnings:          # after the file's ok or error line
-                    console.print(f"[yellow]warning[/yellow] {warnings.pop(index)}", highlight=False, soft_wrap=True)
+        lines: dict[int, list[tuple[bool, str]]] = {}   # finished files' lines, printed in input order
+
+        def show(index: int) -> None:
+            for ok, text in lines.pop(index):
+                (console if ok else err_console).print(text, highlight=False, soft_wrap=True)
+
+        printed = 0
+        try:
+            with closing(loaded):   # on Ctrl-C too: stop the read-ahead threads before exiting
+                for index, result in transcribe_stream(model, loaded, options, request.batch_windows):
+                    path, targets, maps = todo[index]
+                    progress.advance(overall)
+                    lines[index] = [_report(summary, result, targets, maps, path, model, request)]
+                    if index in warnings:          # after the file's ok or error line
+                        lines[index].append((False, f"[yellow]warning:[/yellow] {escape(warnings.pop(index))}"))
+                    while printed in lines:
+                        show(printed)
+                        printed += 1
+        finally:
+            for index in sorted(lines):   # interrupted: what was written is still reported
+                show(index)
     if len(files) > 1:                      # one file: its own ok or error line says it all
         summary.print(console)
     return 1 if summary.failed else 0
 
 
-def _report(console, summary, result, targets, maps, path, model, request) -> None:
-    """Write one finished file's outputs and print its ``ok`` or ``error`` line."""
+def _report(summary, result, targets, maps, path, model, request) -> tuple[bool, str]:
+    """Write one finished file's outputs; returns (ok, its ``ok`` or ``error:`` line)."""
     from amtcli.writers.naming import write_outputs
 
     if isinstance(result, AmtError):
         summary.failed += 1
-        console.print(f"[red]error[/red] {result}", highlight=False, soft_wrap=True)
-        return
+        return False, f"[red]error:[/red] {escape(str(result))}"
     try:
         written = write_outputs(result, targets, request.overwrite) if targets else []
         if maps is not None:
             written = written + write_attention_maps(model, path, maps, request.overwrite)
     except AmtError as exc:
         summary.failed += 1
-        console.print(f"[red]error[/red] {exc}", highlight=False, soft_wrap=True)
-        return
+        return False, f"[red]error:[/red] {escape(str(exc))}"
     summary.add(result.duration_s, len(result.notes))
-    console.print(
-        f"[green]ok[/green] {path}: {len(result.notes)} note{'' if len(result.notes) == 1 else 's'} -> "
-        f"{', '.join(str(p) for p in written)}",
-        highlight=False, soft_wrap=True,
-    )
+    notes = f"{len(result.notes)} note{'' if len(result.notes) == 1 else 's'}"
+    return True, f"[green]ok[/green] {escape(str(path))}: {notes} -> {escape(', '.join(str(p) for p in written))}"
 
 
 def check_output_option(request: TranscribeRequest) -> None:
     """Usage errors of ``-o`` / ``--output-dir``, before any work: both given, or a ``-o``
     value that is neither an output file (``.mid``, ``.midi``, ``.csv``, ``.png``) nor
     a folder (an existing one, or a new name without a suffix)."""
-    from amtcli.writers.naming import FORMAT_BY_SUFFIX
+    from amtcli.writers.naming import FORMAT_BY_SUFFIX, check_output_format
 
     if request.output is not None and request.output_dir is not None:
         raise ConfigError("give either -o/--output or --output-dir, not both")
@@ -264,6 +283,8 @@ def check_output_option(request: TranscribeRequest) -> None:
     if suffix and suffix not in FORMAT_BY_SUFFIX:
         raise ConfigError(f"-o {output}: unknown output type {output.suffix!r}; give a .mid, .csv or .png "
                           "file, or a folder (create a folder whose name has a dot first)")
+    if suffix:
+        check_output_format(output, request.formats)
 
 
 def check_decoding_values(request: TranscribeRequest) -> None:

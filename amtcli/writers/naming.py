@@ -81,6 +81,16 @@ def relative_stem(input_path: Path, input_root: Path | None) -> Path:
     return Path(input_path.name)
 
 
+def check_output_format(output: Path, formats: tuple[str, ...] | None) -> str:
+    """The format of a ``-o`` file (by its suffix); ConfigError when ``--format`` was
+    given and leaves that format out (``-o x.csv --format mid`` would write only x.mid)."""
+    own_format = FORMAT_BY_SUFFIX[output.suffix.lower()]
+    if formats is not None and own_format not in formats:
+        raise ConfigError(f"-o {output} is a {own_format} file but --format {','.join(formats)} leaves "
+                          f"{own_format} out; add it to --format or give -o a name ending in the format you want")
+    return own_format
+
+
 def output_paths(
     input_path: Path,
     formats: tuple[str, ...] | None,
@@ -100,8 +110,9 @@ def output_paths(
             its tree is mirrored; None for inputs named one by one.
 
     Returns ``{format: path}`` in the order of ``formats``.
-    Raises ConfigError for ``-o`` together with ``--output-dir``, an unknown format, or
-    an output that would replace the input file.
+    Raises ConfigError for ``-o`` together with ``--output-dir``, an unknown format, a
+    ``-o`` file whose own format ``--format`` leaves out, or an output that would replace
+    the input file.
     """
     input_path = Path(input_path)
     if output is not None and output_dir is not None:
@@ -113,7 +124,7 @@ def output_paths(
 
     if output is not None and output_is_file(Path(output)):
         output = Path(output)
-        own_format = FORMAT_BY_SUFFIX[output.suffix.lower()]
+        own_format = check_output_format(output, formats)
         chosen = formats if formats is not None else (own_format,)
         paths = {
             fmt: output if fmt == own_format else output.with_suffix("." + fmt) for fmt in chosen
