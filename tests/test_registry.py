@@ -166,10 +166,10 @@ def test_list_info_download_verify_with_a_bundled_model(isolated, random_onf_che
            card="---\nlicense: mit\n---\n# tiny\n\nA tiny onf model for tests.\n")
     assert run_list(out) == 0
     listed = out.export_text()
-    assert "bundled" in listed and "onset F1, synth test 0.500" in listed
+    assert "bundled" in listed and "onset F1" not in listed and "models info NAME" in listed
     assert run_info("tiny", out) == 0
     info = out.export_text()
-    assert "A tiny onf model for tests." in info and "license: mit" not in info and COMMIT in info
+    assert "A tiny onf model for tests." in info and "onset F1, synth test 0.500" in info and "license: mit" not in info and COMMIT in info
     assert run_download("all", out) == 0 and "nothing to download" in out.export_text()
     assert run_verify(out) == 0 and "3 files checked, 0 do not match" in out.export_text()
     (isolated / "tiny" / "config.json").write_text("{}")

@@ -47,7 +47,8 @@ def _size(n_bytes: int) -> str:
 
 
 def run_list(console) -> int:
-    """Print every registered model with its family, status, headline metrics and description. Returns 0."""
+    """Print every registered model with its family, status and description (its metrics
+    are in ``models info``, so the table fits 80 columns). Returns 0."""
     from amtcli.hub import hub_cache_dir, is_offline
 
     if not REGISTRY:
@@ -55,12 +56,13 @@ def run_list(console) -> int:
                       "makes one. `--model` also takes a checkpoint folder or hf://ORG/REPO@REV.")
         return 0
     table = Table()
-    for column in ("model", "family", "status", "headline metrics", "description"):
-        table.add_column(column)
+    for column in ("model", "family", "status", "description"):
+        table.add_column(column, overflow="fold")
     for name in available_models():
         entry = REGISTRY[name]
-        table.add_row(name, entry.family, status_of(entry), escape(_metrics(entry)), escape(entry.description))
+        table.add_row(name, entry.family, status_of(entry), escape(entry.description))
     console.print(table)
+    console.print("Scores, training data and limits of each: amtcli models info NAME")
     offline = " (HF_HUB_OFFLINE is set: no downloads)" if is_offline() else ""
     console.print(f"Hugging Face cache: {escape(str(hub_cache_dir()))}{offline}")
     return 0
