@@ -102,11 +102,14 @@ def transcribe(
     jobs: int = typer.Option(1, "--jobs", "-j", help="Files decoded and resampled ahead in background threads."),
     attention_png: Optional[Path] = typer.Option(
         None, "--attention-png", help="Seq2seq models: write each window's attention map into this folder."),
+    shard: Optional[str] = typer.Option(
+        None, "--shard", help="K/N: transcribe only part K (from 0) of N; N processes together do every file once."),
 ) -> None:
     """Transcribe audio files or folders to MIDI, CSV note lists and piano-roll PNGs."""
     from amtcli.commands.transcribe import TranscribeRequest, run_transcribe
-    from amtcli.writers.naming import parse_formats
     from amtcli.errors import AmtError
+    from amtcli.sharding import parse_shard
+    from amtcli.writers.naming import parse_formats
 
     try:
         request = TranscribeRequest(
@@ -114,6 +117,7 @@ def transcribe(
             formats=parse_formats(formats) if formats else None, overwrite=overwrite, device=device,
             recursive=recursive, skip_existing=skip_existing, onset_threshold=onset_threshold,
             frame_threshold=frame_threshold, beam_width=beam_width, jobs=jobs, attention_png=attention_png,
+            shard=parse_shard(shard) if shard is not None else None,
         )
     except AmtError as exc:
         _fail(str(exc))

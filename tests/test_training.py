@@ -149,6 +149,32 @@ def test_torchrun_two_ranks_agree(tmp_path, tiny_dataset):
     assert proc.stdout.count("best checkpoint") == 1
 
 
+@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
+                    reason="torchrun not installed")
+def test_torchrun_two_nodes_meet_through_the_c10d_rendezvous(tmp_path, tiny_dataset):
+    """Two torchrun launches, as on two machines (one process each), find each other
+    through the c10d rendezvous at 127.0.0.1 and train as one world of 2."""
+    import socket
+
+    recipe = write_recipe(tmp_path / "r.toml", 3)
+    run = tmp_path / "multi"
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    nodes = [subprocess.Popen(
+        [torchrun, "--nnodes", "2", "--nproc_per_node", "1", "--rdzv_backend", "c10d",
+         "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", "amtcli-test", "--node_rank", str(rank),
+         "-m", "amtcli", "train", "--recipe", str(recipe), "--dataset", str(tiny_dataset), "--run-dir", str(run)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for rank in (0, 1)]
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], [err[-2000:] for _, err in outputs]
+    ranks = json.loads((run / "ranks.json").read_text())
+    assert ranks["world_size"] == 2
+    assert ranks["digests"][0] == pytest.approx(ranks["digests"][1], rel=1e-9)
+
+
 def test_plateau_schedule_and_early_stopping(tmp_path, tiny_dataset):
     """A learning rate too small to learn much: validation F1 barely moves (only
     batch-norm statistics change), ReduceLROnPlateau cuts the rate after every

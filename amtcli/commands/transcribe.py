@@ -42,6 +42,7 @@ class TranscribeRequest:
     jobs: int = 1
     batch_windows: int = 4  #: windows per model call: 4 keeps peak memory near a 10 s file's
     attention_png: Path | None = None
+    shard: tuple[int, int] | None = None   #: (K, N): transcribe only part K of N (amtcli.sharding)
 
 
 def collect_inputs(inputs: tuple[Path, ...], recursive: bool) -> list[tuple[Path, Path | None]]:
@@ -153,6 +154,11 @@ def run_transcribe(request: TranscribeRequest, console, err_console=None) -> int
     files = collect_inputs(request.inputs, request.recursive)
     if not files:
         raise ConfigError("no audio files found in the given inputs (wav, flac, ogg, mp3)")
+    n_inputs = len(files)
+    if request.shard is not None:
+        from amtcli.sharding import select_shard
+
+        files = select_shard(files, *request.shard)
     if request.output is not None and output_is_file(request.output) and len(files) > 1:
         raise ConfigError(f"-o {request.output} names one file but there are {len(files)} inputs; use -o DIR")
     if request.jobs < 1:
@@ -170,6 +176,8 @@ def run_transcribe(request: TranscribeRequest, console, err_console=None) -> int
         raise ConfigError(f"--attention-png needs a seq2seq model; {request.model!r} has no attention")
 
     summary = BatchSummary(len(files))
+    if request.shard is not None:
+        summary.shard = f"shard {request.shard[0]}/{request.shard[1]}: {len(files)} of {n_inputs} files"
     todo: list[tuple[Path, dict]] = []
     claimed: dict[Path, Path] = {}  # output file -> the input that writes it in this batch
     for path, root in files:
@@ -237,7 +245,7 @@ def run_transcribe(request: TranscribeRequest, console, err_console=None) -> int
         finally:
             for index in sorted(lines):   # interrupted: what was written is still reported
                 show(index)
-    if len(files) > 1:                      # one file: its own ok or error line says it all
+    if len(files) > 1 or request.shard is not None:   # one file: its own ok or error line says it all
         summary.print(console)
     return 1 if summary.failed else 0
 
@@ -382,6 +390,7 @@ class BatchSummary:
         self.done = self.failed = self.skipped = self.notes = 0
         self.audio_s = 0.0
         self.started = time.monotonic()
+        self.shard = ""   #: "shard K/N: M of T files" when the batch is one part of several
 
     def add(self, audio_s: float, notes: int) -> None:
         self.done += 1
@@ -399,5 +408,5 @@ class BatchSummary:
         table.add_row(str(self.n_files), str(self.done), str(self.skipped), str(self.failed),
                       f"{self.audio_s / 3600:.3f}", str(self.notes), f"{elapsed:.1f}", speed)
         console.print(table)
-        console.print(f"{self.done}/{self.n_files} files transcribed, {self.skipped} skipped, {self.failed} failed",
-                      soft_wrap=True)
+        console.print(f"{self.done}/{self.n_files} files transcribed, {self.skipped} skipped, {self.failed} failed"
+                      + (f" ({self.shard})" if self.shard else ""), soft_wrap=True)

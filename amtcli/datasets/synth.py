@@ -893,7 +893,7 @@ Rendered by `amtcli data synth` (seed {seed}) from symbolic music with FluidSynt
 - Test soundfont (held out, never used for train/validation): {', '.join(Path(f).name for f in recipe.test_soundfonts)}.
 - Performance: drifting tempo (+-{recipe.style.tempo_drift:.0%}), phrase dynamics, onset jitter
   ({recipe.style.onset_jitter_s * 1000:.0f} ms), duration jitter, legato/staccato phrases; reverb,
-  chorus, channel volumes and level randomized per recording.{_vibrato_line(recipe.vibrato)}{_attack_line(recipe.attack)}
+  chorus, channel volumes and level randomized per recording.{_vibrato_line(recipe.vibrato)}{_attack_line(recipe.attack)}{_v3_lines(recipe)}
 - Sources skipped because they could not be read: {len(report.skipped_sources)}.
 - Recordings that failed to render: {len(report.failed)}.
 
@@ -914,6 +914,34 @@ settings, duration and seed, and `recipe.toml` for the recipe used.
 """
     with atomic_path(out_dir / "DATASET.md", overwrite=True) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def _v3_lines(recipe: Recipe) -> str:
+    """Card bullets for part subsets, stems, sample soundfonts, pedal and the piano test split."""
+    lines = []
+    stems = recipe.stems
+    if stems.solo_share or stems.duet_share:
+        lines.append(f"Single lines and duets: {stems.solo_share:.0%} of the items of multi-part ensembles "
+                     f"without keyboard keep one part, {stems.duet_share:.0%} keep two (table below).")
+    if stems.enabled:
+        lines.append("Stems: every part (every keyboard or guitar) is rendered on its own, brought to a common "
+                     f"level and mixed with a random gain; {stems.timbre.prob:.0%} of the train / validation "
+                     "stems get a random spectral envelope (formant-like peaks, brightness, and mostly on "
+                     "low parts a roll-off that weakens the fundamental).")
+    if recipe.sample_fonts:
+        names = ", ".join(sorted({Path(f.file).name for f in recipe.sample_fonts}))
+        lines.append(f"Real recorded instruments: with probability {stems.sample_font_prob:.0%} a train / "
+                     f"validation part whose instrument and range fit one is played by a single-instrument "
+                     f"soundfont built from real samples ({names}).")
+    if recipe.style.pedal_prob > 0:
+        lines.append(f"Sustain pedal: pianos use it in {recipe.style.pedal_prob:.0%} of the performances "
+                     "(changed after each new harmony, every 1, 2 or 4 beats); labels follow the MAESTRO "
+                     "convention: a note released under the pedal lasts until the pedal is lifted or the "
+                     "key is struck again.")
+    if recipe.piano_test is not None:
+        lines.append(f"Split `piano_test`: every test work of {', '.join(recipe.piano_test.sources)} once more "
+                     f"as solo piano in the held-out {', '.join(Path(f).name for f in recipe.piano_test.soundfonts)}.")
+    return "".join(f"\n- {line}" for line in lines)
 
 
 def _vibrato_line(style: VibratoStyle) -> str:
