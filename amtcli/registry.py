@@ -43,15 +43,15 @@ _ENTRIES: tuple[ModelEntry, ...] = (
     ModelEntry(
         name='cnn',
         family='cnn',
-        description='Frame-wise CNN, 0.69 M parameters, the fastest bundled model (default); onf adds Onsets-and-Frames heads to its trunk.',
+        description='Frame-wise CNN, 0.69 M parameters, the fastest bundled model (default), trained not to hear partials as notes.',
         repo_id=None,
         revision=None,
         files=(
-            ModelFile('config.json', sha256='041931efc2144aa30d25f935e233ec31187f2d15d397d76fccc4c1929a024e4e', size=967),
-            ModelFile('model.safetensors', sha256='421b85886b7d22039562160f10f1abe1b05fdd69f3eab47c75b0d441f901c5f5', size=2764952),
-            ModelFile('README.md', sha256='f804876ac19edb14a0807a48726b4007cd1c491860a08105b947c891edeae381', size=8720),
+            ModelFile('config.json', sha256='452e44b71e508161985a4e8932b15dcd0cb108bb698ba56e2e3f608d7fb35681', size=1097),
+            ModelFile('model.safetensors', sha256='8756a4080086cf61810ac099d09735bd23b6f24bbfd41cf2d5590c39bcaef9cc', size=2764952),
+            ModelFile('README.md', sha256='5df59237e0374e8092f3a157c78a05e56e3b9176a580a20662ca79af6a42b4dd', size=11255),
         ),
-        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.722, 'note-onset F1, realdev (Bach10, mean)': 0.666, 'frame F1, realdev': 0.863},
+        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.730, 'note-onset F1, realdev (Bach10 mixes, mean)': 0.694, 'note-onset F1, realdev-solo (Bach10 parts, mean)': 0.653},
     ),
     ModelEntry(
         name='onf',
@@ -62,7 +62,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='fcfb63f08d5995c7f8ad3e3ebb5c3415ba732e64a6f193589a2ee9efd3aff566', size=953),
             ModelFile('model.safetensors', sha256='9d7fff19695f8b720f2840521be73680f7f836aa8c5dc7f771dca3963d71ab1e', size=4090768),
-            ModelFile('README.md', sha256='34103d916e5cd7b39c7124368ecc5a118519fad461f10cd0449d62752853cd41', size=8021),
+            ModelFile('README.md', sha256='562f49ea664a70fbfe02de6fcd9e0b05771c8c801941508d82f1edeb02eeb30e', size=8954),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.723, 'note-onset F1, realdev (Bach10, mean)': 0.669, 'frame F1, realdev': 0.863},
     ),
@@ -75,7 +75,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='525e75f201299a4f71d4aa0fcc4b880d7fdfefce57a45d85234ad5bc5869b8b1', size=1075),
             ModelFile('model.safetensors', sha256='a36ab8ff55566c1b56001100d7788eae432f95dfb07b855f61cc38bd9a4b2a90', size=2177904),
-            ModelFile('README.md', sha256='d45a330c265abee7117fa508c011a0fa1e94996cde24954b0800b194ff7f9cd9', size=7800),
+            ModelFile('README.md', sha256='8414b251c379826d53845578187f91b662dd8700a6089571478044a4874811de', size=8552),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.735, 'note-onset F1, realdev (Bach10, mean)': 0.579, 'frame F1, realdev': 0.581, 'token F1, synthetic test': 0.796},
     ),
@@ -88,7 +88,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='ec26b5d597d38f8d7dc65002e002441e37b3222dd02069d751bd6ef1dc358a56', size=1891),
             ModelFile('model.safetensors', sha256='ba51c5c2c3961928a0082593f8fb85f8c68c4be9b989190e2d59e74eab02e707', size=5987116),
-            ModelFile('README.md', sha256='bb25d90cc4a61192da7b12237fab96df02f167142f3d0ce902d1e04223ea38e8', size=28112),
+            ModelFile('README.md', sha256='db119a6893ac79faea377b7c88a56e5c1fa9cddda67078080c1a89b5de59b41b', size=29128),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.72, 'note-onset F1, realdev (Bach10, mean)': 0.547, 'frame F1, realdev': 0.688, 'token F1, synthetic test': 0.765},
     ),

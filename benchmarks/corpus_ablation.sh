@@ -23,7 +23,7 @@ render() {  # name recipe
 }
 train() {  # name [recipe]
   local recipe=${2:-benchmarks/experiments/cnn-corpus-ablation.toml}
-  amtcli train --recipe "$recipe" --dataset "data/abl-${1%-harmonic}" --run-dir "runs/abl-$1"
+  amtcli train --recipe "$recipe" --dataset "data/abl-${1%-harmonic}" --run-dir "runs/abl-$1"   # old-harmonic: data/abl-old
   python benchmarks/accuracy.py --model "runs/abl-$1/last" --realdev "$REALDEV" --realdev-solo "$REALDEV-solo" \
       --dataset data/synth-v2 --piano-test data/corpus-v3 --threads 1 --json "$OUT/abl-$1.json"
 }
@@ -37,4 +37,5 @@ for run in old v3 no-samples no-timbre no-lines no-pedal; do
   train "$run"
 done
 train v3-harmonic benchmarks/experiments/cnn-corpus-ablation-harmonic.toml
+train old-harmonic benchmarks/experiments/cnn-corpus-ablation-harmonic.toml
 python benchmarks/ablation_table.py "$OUT"/abl-*.json > "$OUT/ablation.md"

@@ -101,7 +101,7 @@ def score_peer(peer: str, items, outputs, elapsed: float, audio_s: float) -> dic
     files, results = [], []
     for name, midi in outputs:
         reference, estimate = load_notes(labels[name]), load_notes(midi)
-        results.append(evaluate_notes(reference, estimate, name=name))
+        results.append(evaluate_notes(reference, estimate, name=name, errors=True))
         files.append({**results[-1].as_dict(), "tokens": token_metrics(reference, estimate)})
     mean = mean_result(results).as_dict()
     mean["tokens"] = {key: sum(f["tokens"][key] for f in files) / len(files) for key in files[0]["tokens"]}
