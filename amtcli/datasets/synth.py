@@ -932,7 +932,8 @@ def _v3_lines(recipe: Recipe) -> str:
         names = ", ".join(sorted({Path(f.file).name for f in recipe.sample_fonts}))
         lines.append(f"Real recorded instruments: with probability {stems.sample_font_prob:.0%} a train / "
                      f"validation part whose instrument and range fit one is played by a single-instrument "
-                     f"soundfont built from real samples ({names}).")
+                     f"soundfont built from real samples ({names}); where each comes from and its "
+                     "license: docs/training.md in the amtcli repository.")
     if recipe.style.pedal_prob > 0:
         lines.append(f"Sustain pedal: pianos use it in {recipe.style.pedal_prob:.0%} of the performances "
                      "(changed after each new harmony, every 1, 2 or 4 beats); labels follow the MAESTRO "
@@ -940,7 +941,9 @@ def _v3_lines(recipe: Recipe) -> str:
                      "key is struck again.")
     if recipe.piano_test is not None:
         lines.append(f"Split `piano_test`: every test work of {', '.join(recipe.piano_test.sources)} once more "
-                     f"as solo piano in the held-out {', '.join(Path(f).name for f in recipe.piano_test.soundfonts)}.")
+                     f"as solo piano in the held-out {', '.join(Path(f).name for f in recipe.piano_test.soundfonts)} "
+                     "(for salamander-grand-piano.sf3: the Salamander Grand Piano V3 samples by Alexander Holm, "
+                     "CC BY 3.0, built by benchmarks/build_salamander_sf3.py).")
     return "".join(f"\n- {line}" for line in lines)
 
 
