@@ -872,3 +872,27 @@ def test_confirm_note_ons_reattack_gap_drops_a_slow_attack_read_twice():
     assert DecodeOptions(reattack_s=0.1).reattack_s == 0.1
     with pytest.raises(ConfigError, match="reattack_s"):
         DecodeOptions(reattack_s=0.6)
+
+
+def test_skip_existing_rewrites_an_incomplete_set_of_attention_maps(tmp_path):
+    from typer.testing import CliRunner
+
+    import soundfile as sf
+
+    from amtcli.cli import app
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "ck", "seq2seq", SMALL.to_dict(), Seq2SeqTranscriber(SMALL))
+    sf.write(tmp_path / "a.wav", np.random.default_rng(0).normal(0, 0.1, 16000 * 12).astype(np.float32), 16000)
+    args = ["transcribe", str(tmp_path / "a.wav"), "-o", str(tmp_path / "a.csv"), "--model", str(tmp_path / "ck"),
+            "--attention-png", str(tmp_path / "att"), "--skip-existing"]
+    runner = CliRunner()
+    assert runner.invoke(app, args).exit_code == 0
+    maps = sorted((tmp_path / "att").iterdir())
+    assert len(maps) == 2
+    maps[1].unlink()                                       # a run killed after the first map
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "att").iterdir()) == [p.name for p in maps]
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0 and "skip" in done.output    # every map and output there: nothing to do

@@ -205,10 +205,13 @@ def run_transcribe(request: TranscribeRequest, console, err_console=None) -> int
         claimed.update((target.resolve(), path) for target in targets.values())
         if maps is not None:
             claimed[maps.resolve()] = path
+        maps_overwrite = request.overwrite
         if request.skip_existing:
             missing = {fmt: target for fmt, target in targets.items() if not target.exists()}
-            if maps_found:
-                maps = None                   # the maps are there: not written again
+            if maps_found and len(maps_found) >= expected_map_count(path, model):
+                maps = None                   # every window's map is there: not written again
+            elif maps_found:
+                maps_overwrite = True         # an interrupted run's maps: all written anew
             if not missing and maps is None:
                 summary.skipped += 1
                 console.print(f"[dim]skip[/dim] {escape(str(path))} (outputs exist)", soft_wrap=True)
@@ -218,12 +221,12 @@ def run_transcribe(request: TranscribeRequest, console, err_console=None) -> int
                 console.print(f"[dim]resume[/dim] {escape(str(path))}: writing only {escape(written_now)}",
                               highlight=False, soft_wrap=True)
             targets = missing
-        todo.append((path, targets, maps))
+        todo.append((path, targets, maps, maps_overwrite))
 
     with _progress(console) as progress:
         overall = progress.add_task("files", total=len(todo))
         warnings: dict[int, str] = {}
-        loaded = _open_ahead([path for path, _, _ in todo], model.features.sample_rate, request.jobs, warnings)
+        loaded = _open_ahead([path for path, *_ in todo], model.features.sample_rate, request.jobs, warnings)
         lines: dict[int, list[tuple[bool, str]]] = {}   # finished files' lines, printed in input order
 
         def show(index: int) -> None:
@@ -234,9 +237,9 @@ def run_transcribe(request: TranscribeRequest, console, err_console=None) -> int
         try:
             with closing(loaded):   # on Ctrl-C too: stop the read-ahead threads before exiting
                 for index, result in transcribe_stream(model, loaded, options, request.batch_windows):
-                    path, targets, maps = todo[index]
+                    path, targets, maps, maps_overwrite = todo[index]
                     progress.advance(overall)
-                    lines[index] = [_report(summary, result, targets, maps, path, model, request)]
+                    lines[index] = [_report(summary, result, targets, maps, maps_overwrite, path, model, request)]
                     if index in warnings:          # after the file's ok or error line
                         lines[index].append((False, f"[yellow]warning:[/yellow] {escape(warnings.pop(index))}"))
                     while printed in lines:
@@ -250,7 +253,7 @@ def run_transcribe(request: TranscribeRequest, console, err_console=None) -> int
     return 1 if summary.failed else 0
 
 
-def _report(summary, result, targets, maps, path, model, request) -> tuple[bool, str]:
+def _report(summary, result, targets, maps, maps_overwrite, path, model, request) -> tuple[bool, str]:
     """Write one finished file's outputs; returns (ok, its ``ok`` or ``error:`` line)."""
     from amtcli.writers.naming import write_outputs
 
@@ -260,7 +263,7 @@ def _report(summary, result, targets, maps, path, model, request) -> tuple[bool,
     try:
         written = write_outputs(result, targets, request.overwrite) if targets else []
         if maps is not None:
-            written = written + write_attention_maps(model, path, maps, request.overwrite)
+            written = written + write_attention_maps(model, path, maps, maps_overwrite)
     except AmtError as exc:
         summary.failed += 1
         return False, f"[red]error:[/red] {escape(str(exc))}"
@@ -342,6 +345,23 @@ def existing_maps(stem: Path) -> list[Path]:
 
     pattern = f"{glob.escape(stem.name)}.window*.attention.png"    # names may hold [ ] * ?
     return sorted(stem.parent.glob(pattern)) if stem.parent.is_dir() else []
+
+
+def expected_map_count(path: Path, model) -> int:
+    """How many attention maps a complete run writes for ``path`` (one per window), from
+    the file's header; 0 when the header cannot be read (the loader reports that file)."""
+    import soundfile
+
+    from amtcli.inference import window_spec
+    from amtcli.windowing import total_frames, window_count
+
+    try:
+        info = soundfile.info(str(path))
+    except Exception:  # unreadable: its own error line comes from the loader
+        return 0
+    n_samples = int(round(info.frames * model.features.sample_rate / info.samplerate))
+    spec = window_spec(model)
+    return window_count(total_frames(n_samples, spec), spec)
 
 
 def write_attention_maps(model, path: Path, stem: Path, overwrite: bool) -> list[Path]:
