@@ -18,6 +18,7 @@ from torch import nn
 
 from amtcli.atomic import atomic_path
 from amtcli.errors import ConfigError, ModelError
+from amtcli.model_files import sha256_of
 from amtcli.options import DecodeOptions, FeatureSpec, WindowSpec
 
 CONFIG_FILE = "config.json"
@@ -170,22 +171,12 @@ def save_checkpoint(folder: str | os.PathLike, family: str, config: dict, module
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     with atomic_path(folder / WEIGHTS_FILE, overwrite=overwrite) as tmp:
         save_file(state, str(tmp), metadata={"family": family})
-        digest = _sha256(tmp)
+        digest = sha256_of(tmp)
     payload = {"format_version": FORMAT_VERSION, "family": family, "config": config,
                "weights_sha256": digest, **(extra or {})}
     with atomic_path(folder / CONFIG_FILE, overwrite=overwrite) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return folder
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_config(folder: Path) -> dict:
@@ -260,7 +251,7 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
         raise ModelError(f"{folder / CONFIG_FILE}: config does not fit family {family.name!r} ({exc})") from None
     weights = folder / WEIGHTS_FILE
     expected = payload.get("weights_sha256")
-    if expected is not None and weights.is_file() and _sha256(weights) != expected:
+    if expected is not None and weights.is_file() and sha256_of(weights) != expected:
         raise ModelError(f"{weights}: sha256 does not match the one in {CONFIG_FILE} (damaged or replaced); "
                          "copy the checkpoint again or retrain it")
     state = read_weights(weights, f"{folder}: no {WEIGHTS_FILE}")

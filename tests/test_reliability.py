@@ -18,29 +18,9 @@ from typer.testing import CliRunner
 
 from amtcli.atomic import atomic_path, temporary_prefix
 from amtcli.cli import app
+from test_training import RECIPE   # the tiny onf recipe of the training tests (steps = {steps})
 
 RATE = 16000
-RECIPE = """
-family = "onf"
-name = "tiny"
-seed = 0
-[model]
-conv_channels = 4
-model_dim = 32
-lstm_units = 8
-[data]
-crop_s = 2.0
-batch_size = 2
-validation_files = 2
-validation_max_s = 4.0
-augment = false
-[optim]
-steps = {steps}
-[schedule]
-eval_every = 2
-log_every = 1
-threads = 1
-"""
 
 
 def wav_with_rate(path: Path, rate: int, n_samples: int = 4000) -> None:

@@ -140,6 +140,7 @@ def run_transcribe(request: TranscribeRequest, console, err_console=None) -> int
     the lines.
     """
     from rich.console import Console
+
     from amtcli.batching import transcribe_stream
     from amtcli.checkpoint import load_checkpoint
     from amtcli.inference import pick_device
@@ -178,7 +179,7 @@ def run_transcribe(request: TranscribeRequest, console, err_console=None) -> int
     summary = BatchSummary(len(files))
     if request.shard is not None:
         summary.shard = f"shard {request.shard[0]}/{request.shard[1]}: {len(files)} of {n_inputs} files"
-    todo: list[tuple[Path, dict]] = []
+    todo: list[tuple[Path, dict, Path | None, bool]] = []   # (input, targets, map stem, overwrite maps)
     claimed: dict[Path, Path] = {}  # output file -> the input that writes it in this batch
     for path, root in files:
         try:
