@@ -56,13 +56,13 @@ _ENTRIES: tuple[ModelEntry, ...] = (
     ModelEntry(
         name='onf',
         family='onf',
-        description='Onsets-and-Frames heads on the cnn trunk, 1.02 M parameters, trained on synthesized chamber music (five soundfonts).',
+        description='Onsets-and-Frames heads on the cnn trunk, 1.02 M parameters; starts notes from frames, onset head for re-attacks.',
         repo_id=None,
         revision=None,
         files=(
-            ModelFile('config.json', sha256='fcfb63f08d5995c7f8ad3e3ebb5c3415ba732e64a6f193589a2ee9efd3aff566', size=953),
-            ModelFile('model.safetensors', sha256='9d7fff19695f8b720f2840521be73680f7f836aa8c5dc7f771dca3963d71ab1e', size=4090768),
-            ModelFile('README.md', sha256='562f49ea664a70fbfe02de6fcd9e0b05771c8c801941508d82f1edeb02eeb30e', size=8954),
+            ModelFile('config.json', sha256='78e5dcf4e6a57267a061165b16644dd3aa794c099371678225d9e38bff18b0f9', size=1047),
+            ModelFile('model.safetensors', sha256='fa2691f253e22dae97ce66fd41a875c1fa7547ffdab8ec6dbc32ca9552979c2e', size=4090768),
+            ModelFile('README.md', sha256='65c43726be6124fd91d75b52d1b894b45b499ea90cf1e39a784819a71eefe81e', size=9833),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.723, 'note-onset F1, realdev (Bach10, mean)': 0.669, 'frame F1, realdev': 0.863},
     ),
