@@ -14,23 +14,11 @@ import ctypes
 import math
 import shutil
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
+from amtcli.datasets.soundfonts import find_soundfont
 from amtcli.errors import DataError
-
-#: Debian package that ships each known soundfont, used in error messages.
-SOUNDFONT_PACKAGES: dict[str, str] = {
-    "FluidR3_GM.sf2": "fluid-soundfont-gm",
-    "TimGM6mb.sf2": "timgm6mb-soundfont",
-    "MuseScore_General.sf3": "musescore-general-soundfont",
-    "MuseScore_General_Full.sf3": "musescore-general-soundfont",
-    "MuseScore_General_Lite.sf3": "musescore-general-soundfont",
-    "FluidR3Mono_GM.sf3": "fluidr3mono-gm-soundfont",
-    "sf_GMbank.sf2": "csound-soundfont",
-    "OPL-3_FM_128M.sf2": "opl3-soundfont",
-}
 
 _CHUNK_FRAMES = 8192  #: Largest block rendered in one FluidSynth call (frames).
 _FLUID_BLOCK = 64  #: FluidSynth computes audio in blocks of this many frames (FLUID_BUFSIZE).
@@ -290,16 +278,6 @@ def vibrato_bends(
     return sorted(out)
 
 
-def check_soundfont(path: str | Path) -> Path:
-    """Return ``path`` if it is a readable file; otherwise raise DataError naming the package."""
-    path = Path(path)
-    if path.is_file():
-        return path
-    package = SOUNDFONT_PACKAGES.get(path.name)
-    hint = f"; install it with: apt-get install {package}" if package else ""
-    raise DataError(f"soundfont {path} not found{hint}")
-
-
 def import_fluidsynth():
     """Import pyfluidsynth, or raise DataError saying what to install."""
     try:
@@ -322,6 +300,15 @@ def fluidsynth_cli() -> str | None:
     return shutil.which("fluidsynth")
 
 
+@dataclass
+class _LoadedSoundfont:
+    """A synthesizer with one soundfont loaded; ``frames``: frames it has rendered so far."""
+
+    synth: object
+    sfid: int
+    frames: int = 0
+
+
 class Renderer:
     """Renders note lists through soundfonts, keeping each one loaded between calls (one
     synthesizer per soundfont and rate, so items that alternate between soundfonts, as
@@ -332,15 +319,11 @@ class Renderer:
 
     def __init__(self) -> None:
         self._fluidsynth = import_fluidsynth()
-        self._synths: dict[tuple[str, int], list] = {}  # key -> [synth, sfid, frames rendered]
-        self._key: tuple[str, int] | None = None
-        self._sfid = -1
-        self._frames = 0  # frames the current synth has rendered since it was created
+        self._synths: dict[tuple[str, int], _LoadedSoundfont] = {}
+        self._current: _LoadedSoundfont | None = None
 
     def _synth_for(self, soundfont: str, sample_rate: int):
-        key = (str(check_soundfont(soundfont)), int(sample_rate))
-        if self._key is not None and self._key in self._synths:
-            self._synths[self._key][2] = self._frames
+        key = (str(find_soundfont(soundfont)), int(sample_rate))
         if key not in self._synths:
             synth = self._fluidsynth.Synth(
                 gain=0.2,
@@ -351,16 +334,15 @@ class Renderer:
             if sfid < 0:
                 synth.delete()
                 raise DataError(f"FluidSynth could not load soundfont {key[0]}")
-            self._synths[key] = [synth, sfid, 0]
-        synth, self._sfid, self._frames = self._synths[key]
-        self._key = key
-        return synth
+            self._synths[key] = _LoadedSoundfont(synth, sfid)
+        self._current = self._synths[key]
+        return self._current.synth
 
     def close(self) -> None:
         """Release every loaded synthesizer and soundfont."""
-        for synth, _, _ in self._synths.values():
-            synth.delete()
-        self._synths, self._sfid, self._key, self._frames = {}, -1, None, 0
+        for loaded in self._synths.values():
+            loaded.synth.delete()
+        self._synths, self._current = {}, None
 
     def render(
         self,
@@ -443,13 +425,13 @@ class Renderer:
         # boundary so every item's notes fall on the same block grid, whatever was rendered
         # before it (otherwise the same item renders differently in another worker).
         n_flush = int(_FLUSH_S * settings.sample_rate)
-        n_flush += -(self._frames + n_flush) % _FLUID_BLOCK
+        n_flush += -(self._current.frames + n_flush) % _FLUID_BLOCK
         flush = np.zeros((2, n_flush), dtype=np.float32)
         self._write(synth, flush, 0, flush.shape[1])
         for channel, program in programs.items():
             if channel == 9:
                 raise ValueError("channel 9 is the percussion channel")
-            synth.program_select(channel, self._sfid, 0, (presets or {}).get(channel, program))
+            synth.program_select(channel, self._current.sfid, 0, (presets or {}).get(channel, program))
             if channel < len(settings.channel_volumes):
                 synth.cc(channel, _CC_VOLUME, settings.channel_volumes[channel])
             if channel < len(settings.channel_pans):
@@ -480,5 +462,5 @@ class Renderer:
                 samples = np.asarray(synth.get_samples(n), dtype=np.float32).reshape(-1, 2) / 32768.0
                 out[:, position : position + n] = samples.T
             position += n
-            self._frames += n
+            self._current.frames += n
         return stop

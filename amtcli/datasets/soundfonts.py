@@ -21,6 +21,18 @@ import numpy as np
 
 from amtcli.errors import DataError
 
+#: Debian package that ships each known soundfont, used in error messages.
+SOUNDFONT_PACKAGES: dict[str, str] = {
+    "FluidR3_GM.sf2": "fluid-soundfont-gm",
+    "TimGM6mb.sf2": "timgm6mb-soundfont",
+    "MuseScore_General.sf3": "musescore-general-soundfont",
+    "MuseScore_General_Full.sf3": "musescore-general-soundfont",
+    "MuseScore_General_Lite.sf3": "musescore-general-soundfont",
+    "FluidR3Mono_GM.sf3": "fluidr3mono-gm-soundfont",
+    "sf_GMbank.sf2": "csound-soundfont",
+    "OPL-3_FM_128M.sf2": "opl3-soundfont",
+}
+
 ENV_VAR = "AMTCLI_SOUNDFONT_PATH"
 SYSTEM_FOLDERS = ("/usr/share/sounds/sf2", "/usr/share/sounds/sf3")
 
@@ -70,8 +82,6 @@ def find_soundfont(name: str, recipe_folders: tuple[str, ...] = ()) -> Path:
     Raises DataError naming the folders searched (and the Debian package, for the
     General MIDI soundfonts) when it is not found.
     """
-    from amtcli.datasets.render import SOUNDFONT_PACKAGES
-
     path = Path(name)
     if path.is_absolute() or len(path.parts) > 1:
         if path.is_file():
