@@ -541,7 +541,7 @@ def _draw_parts(score: src.Score, ensemble: str, start_beats: float, length_beat
     programs = ENSEMBLES.get(ensemble, ())
     playing = [i for i, part in enumerate(score.parts)
                if np.any((part.notes[:, 0] >= start_beats) & (part.notes[:, 0] < start_beats + length_beats))]
-    draw = rng.random()
+    draw = rng.random()   # drawn for every item, so the rest of the plan does not depend on the guard below
     if len(playing) < 2 or not programs or any(p in KEYBOARDS for p in programs):
         return ()
     if draw < style.solo_share:
