@@ -104,6 +104,13 @@ def transcribe(
         None, "--attention-png", help="Seq2seq models: write each window's attention map into this folder."),
     shard: Optional[str] = typer.Option(
         None, "--shard", help="K/N: transcribe only part K (from 0) of N; N processes together do every file once."),
+    ray: Optional[str] = typer.Option(
+        None, "--ray", help="Run on Ray workers: local (start Ray here), auto (the joined cluster) or ray://HOST:PORT. "
+                            "Needs pip install 'amtcli[ray]'."),
+    ray_workers: Optional[int] = typer.Option(
+        None, "--ray-workers", help="Ray workers, each holding the model (default: fill the cluster)."),
+    ray_threads: Optional[int] = typer.Option(
+        None, "--ray-threads", help="CPU threads per Ray worker (default 1; with --device cuda, one GPU each)."),
 ) -> None:
     """Transcribe audio files or folders to MIDI, CSV note lists and piano-roll PNGs."""
     from amtcli.commands.transcribe import TranscribeRequest, run_transcribe
@@ -117,7 +124,8 @@ def transcribe(
             formats=parse_formats(formats) if formats else None, overwrite=overwrite, device=device,
             recursive=recursive, skip_existing=skip_existing, onset_threshold=onset_threshold,
             frame_threshold=frame_threshold, beam_width=beam_width, jobs=jobs, attention_png=attention_png,
-            shard=parse_shard(shard) if shard is not None else None,
+            shard=parse_shard(shard) if shard is not None else None, ray=ray, ray_workers=ray_workers,
+            ray_threads=ray_threads,
         )
     except AmtError as exc:
         _fail(str(exc))

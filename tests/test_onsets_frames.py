@@ -23,6 +23,23 @@ def test_output_shapes_follow_the_frame_grid():
     assert model.posteriorgram(torch.zeros(1, 16000)).shape == (1, 50, 88, 4)
 
 
+def test_onset_stack_reads_its_own_short_window_spectrum(tmp_path):
+    config = OnsetsFramesConfig(conv_channels=4, model_dim=32, lstm_units=8, onset_stack=True, onset_dim=16,
+                                onset_n_fft=512, onset_n_bins=32)
+    torch.manual_seed(0)
+    model = OnsetsFrames(config).eval()
+    assert model.onset_frontend.spec.n_fft == 512 and model.onset_frontend.spec.n_bins == 32
+    click = torch.zeros(1, 16000)
+    click[0, 8000] = 1.0
+    out = model(click)
+    assert all(v.shape == (1, 50, 88) for v in out.values())
+    save_checkpoint(tmp_path / "ck", "onf", config.to_dict(), model)
+    loaded = load_checkpoint(tmp_path / "ck")
+    assert torch.allclose(loaded.module(click)["onset"], out["onset"])
+    spread = lambda spec: (spec[0, :, 0] - spec[0, :, 0].min() > 1.0).sum().item()   # noqa: E731
+    assert spread(model.onset_frontend(click)) < spread(model.frontend(click))      # the click stays sharper
+
+
 def test_checkpoint_round_trip_is_strict(tmp_path):
     torch.manual_seed(0)
     model = OnsetsFrames(SMALL)

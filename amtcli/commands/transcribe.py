@@ -20,7 +20,10 @@ from pathlib import Path
 from rich.markup import escape
 
 from amtcli.audio import AUDIO_SUFFIXES
+from typing import Iterator
+
 from amtcli.errors import AmtError, ConfigError, OutputError
+from amtcli.file_jobs import FileJob, FileOutcome, write_job_outputs
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class TranscribeRequest:
     batch_windows: int = 4  #: windows per model call: 4 keeps peak memory near a 10 s file's
     attention_png: Path | None = None
     shard: tuple[int, int] | None = None   #: (K, N): transcribe only part K of N (amtcli.sharding)
+    ray: str | None = None                 #: Ray address (local, auto, ray://HOST:PORT): run on Ray workers
+    ray_workers: int | None = None         #: Ray workers to start (default: fill the cluster)
+    ray_threads: int | None = None         #: torch CPU threads per Ray worker (default 1)
 
 
 def collect_inputs(inputs: tuple[Path, ...], recursive: bool) -> list[tuple[Path, Path | None]]:
@@ -141,7 +147,6 @@ def run_transcribe(request: TranscribeRequest, console, err_console=None) -> int
     """
     from rich.console import Console
 
-    from amtcli.batching import transcribe_stream
     from amtcli.checkpoint import load_checkpoint
     from amtcli.inference import pick_device
     from amtcli.registry import resolve_model
@@ -166,7 +171,8 @@ def run_transcribe(request: TranscribeRequest, console, err_console=None) -> int
         raise ConfigError(f"--jobs must be at least 1, got {request.jobs}")
     if request.attention_png is not None and request.attention_png.exists() and not request.attention_png.is_dir():
         raise ConfigError(f"--attention-png {request.attention_png} is a file; give a folder")
-    device = pick_device(request.device)
+    check_ray_options(request)
+    device = pick_device("cpu" if request.ray is not None else request.device)   # with Ray the workers run it
     name, folder = resolve_model(request.model)
     model = load_checkpoint(folder, device, name=name)
     overrides = {"onset_threshold": request.onset_threshold, "frame_threshold": request.frame_threshold,
@@ -179,7 +185,7 @@ def run_transcribe(request: TranscribeRequest, console, err_console=None) -> int
     summary = BatchSummary(len(files))
     if request.shard is not None:
         summary.shard = f"shard {request.shard[0]}/{request.shard[1]}: {len(files)} of {n_inputs} files"
-    todo: list[tuple[Path, dict, Path | None, bool]] = []   # (input, targets, map stem, overwrite maps)
+    todo: list[tuple[FileJob, Path | None, bool]] = []   # (job, attention map stem, overwrite maps)
     claimed: dict[Path, Path] = {}  # output file -> the input that writes it in this batch
     for path, root in files:
         try:
@@ -222,13 +228,18 @@ def run_transcribe(request: TranscribeRequest, console, err_console=None) -> int
                 console.print(f"[dim]resume[/dim] {escape(str(path))}: writing only {escape(written_now)}",
                               highlight=False, soft_wrap=True)
             targets = missing
-        todo.append((path, targets, maps, maps_overwrite))
+        todo.append((FileJob.plan(len(todo), path, targets, request.overwrite), maps, maps_overwrite))
 
+    if request.ray is not None:
+        summary.backend = f"ray {request.ray}"
+        outcomes = _ray_outcomes(request, options, [job for job, _, _ in todo])
+    else:
+        outcomes = _local_outcomes(model, options, request, todo)
+    total_s = _audio_seconds([job.path for job, _, _ in todo]) if console.is_terminal else None
     with _progress(console) as progress:
-        overall = progress.add_task("files", total=len(todo))
-        warnings: dict[int, str] = {}
-        loaded = _open_ahead([path for path, *_ in todo], model.features.sample_rate, request.jobs, warnings)
+        overall = progress.add_task("files", total=len(todo), hours=_hours_text(0.0, total_s))
         lines: dict[int, list[tuple[bool, str]]] = {}   # finished files' lines, printed in input order
+        done_s = 0.0
 
         def show(index: int) -> None:
             for ok, text in lines.pop(index):
@@ -236,41 +247,109 @@ def run_transcribe(request: TranscribeRequest, console, err_console=None) -> int
 
         printed = 0
         try:
-            with closing(loaded):   # on Ctrl-C too: stop the read-ahead threads before exiting
-                for index, result in transcribe_stream(model, loaded, options, request.batch_windows):
-                    path, targets, maps, maps_overwrite = todo[index]
-                    progress.advance(overall)
-                    lines[index] = [_report(summary, result, targets, maps, maps_overwrite, path, model, request)]
-                    if index in warnings:          # after the file's ok or error line
-                        lines[index].append((False, f"[yellow]warning:[/yellow] {escape(warnings.pop(index))}"))
+            with closing(outcomes):   # on Ctrl-C too: stop readers or workers before exiting
+                for index, outcome in outcomes:
+                    done_s += outcome.duration_s
+                    progress.update(overall, advance=1, hours=_hours_text(done_s, total_s))
+                    lines[index] = [_outcome_line(summary, todo[index][0], outcome)]
+                    if outcome.warning:          # after the file's ok or error line
+                        lines[index].append((False, f"[yellow]warning:[/yellow] {escape(outcome.warning)}"))
                     while printed in lines:
                         show(printed)
                         printed += 1
         finally:
             for index in sorted(lines):   # interrupted: what was written is still reported
                 show(index)
-    if len(files) > 1 or request.shard is not None:   # one file: its own ok or error line says it all
+    if len(files) > 1 or request.shard is not None or request.ray is not None:   # one file: its line says it all
         summary.print(console)
     return 1 if summary.failed else 0
 
 
-def _report(summary, result, targets, maps, maps_overwrite, path, model, request) -> tuple[bool, str]:
-    """Write one finished file's outputs; returns (ok, its ``ok`` or ``error:`` line)."""
-    from amtcli.writers.naming import write_outputs
+def _local_outcomes(model, options, request: TranscribeRequest,
+                    todo: list[tuple[FileJob, Path | None, bool]]) -> Iterator[tuple[int, FileOutcome]]:
+    """Transcribe the jobs in this process (windows of several files share model batches);
+    yield ``(index, outcome)`` in input order as each file's outputs are written."""
+    from amtcli.batching import transcribe_stream
 
-    if isinstance(result, AmtError):
-        summary.failed += 1
-        return False, f"[red]error:[/red] {escape(str(result))}"
+    warnings: dict[int, str] = {}
+    loaded = _open_ahead([job.path for job, _, _ in todo], model.features.sample_rate, request.jobs, warnings)
+    with closing(loaded):
+        for index, result in transcribe_stream(model, loaded, options, request.batch_windows):
+            job, maps, maps_overwrite = todo[index]
+            outcome = write_job_outputs(result, job)
+            if outcome.error is None and maps is not None:
+                try:
+                    maps_written = write_attention_maps(model, job.path, maps, maps_overwrite)
+                    outcome = replace(outcome, written=outcome.written + tuple(maps_written))
+                except AmtError as exc:
+                    outcome = FileOutcome(error=str(exc))
+            yield index, replace(outcome, warning=warnings.pop(index, None))
+
+
+def _ray_outcomes(request: TranscribeRequest, options, jobs: list[FileJob]) -> Iterator[tuple[int, FileOutcome]]:
+    """Run the jobs on Ray workers (:mod:`amtcli.ray_backend`) with absolute paths, and
+    report them with the paths as the user gave them."""
+    from amtcli.ray_backend import WorkerSpec, run_on_ray
+
+    def absolute(job: FileJob) -> FileJob:
+        return FileJob(job.index, Path(os.path.abspath(job.path)),
+                       {fmt: Path(os.path.abspath(t)) for fmt, t in job.targets.items()}, job.overwrite,
+                       {os.path.abspath(t): key for t, key in job.existing.items()})
+
+    model_ref = os.path.abspath(request.model) if Path(request.model).exists() else request.model
+    changed = (("onset_threshold", request.onset_threshold), ("frame_threshold", request.frame_threshold),
+               ("beam_width", request.beam_width))
+    spec = WorkerSpec(model_ref, _ray_device(request.device), request.ray_threads or 1,
+                      tuple((name, value) for name, value in changed if value is not None), request.batch_windows)
+    outcomes = run_on_ray([absolute(job) for job in jobs], spec, request.ray, request.ray_workers)
     try:
-        written = write_outputs(result, targets, request.overwrite) if targets else []
-        if maps is not None:
-            written = written + write_attention_maps(model, path, maps, maps_overwrite)
-    except AmtError as exc:
+        for index, outcome in outcomes:
+            job = jobs[index]
+            if outcome.error is None:
+                outcome = replace(outcome, written=tuple(job.targets.values()))
+            else:
+                outcome = replace(outcome, error=outcome.error.replace(os.path.abspath(job.path), str(job.path)))
+            yield index, outcome
+    finally:
+        outcomes.close()
+
+
+def _ray_device(device: str) -> str:
+    """The workers' device for ``--device``: auto means cpu unless asked (the driver's
+    machine cannot tell whether the cluster's nodes have GPUs)."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return "cuda" if device == "cuda" else "cpu"
+
+
+def _outcome_line(summary: "BatchSummary", job: FileJob, outcome: FileOutcome) -> tuple[bool, str]:
+    """Count one finished file in ``summary``; returns (ok, its ``ok`` or ``error:`` line)."""
+    if outcome.error is not None:
         summary.failed += 1
-        return False, f"[red]error:[/red] {escape(str(exc))}"
-    summary.add(result.duration_s, len(result.notes))
-    notes = f"{len(result.notes)} note{'' if len(result.notes) == 1 else 's'}"
-    return True, f"[green]ok[/green] {escape(str(path))}: {notes} -> {escape(', '.join(str(p) for p in written))}"
+        return False, f"[red]error:[/red] {escape(outcome.error)}"
+    summary.add(outcome.duration_s, outcome.n_notes)
+    notes = f"{outcome.n_notes} note{'' if outcome.n_notes == 1 else 's'}"
+    return True, (f"[green]ok[/green] {escape(str(job.path))}: {notes} -> "
+                  f"{escape(', '.join(str(p) for p in outcome.written))}")
+
+
+def _audio_seconds(paths: list[Path]) -> float | None:
+    """Total duration of ``paths`` from their headers (files that cannot be read count 0);
+    None when there are none."""
+    import soundfile
+
+    total = 0.0
+    for path in paths:
+        try:
+            info = soundfile.info(str(path))
+            total += info.frames / info.samplerate
+        except Exception:  # its own error line comes from the loader
+            continue
+    return total or None
+
+
+def _hours_text(done_s: float, total_s: float | None) -> str:
+    return f"{done_s / 3600:.2f}/{total_s / 3600:.2f} h of audio" if total_s else ""
 
 
 def check_output_option(request: TranscribeRequest) -> None:
@@ -297,6 +376,27 @@ def check_output_option(request: TranscribeRequest) -> None:
                           "file, or a folder (create a folder whose name has a dot first)")
     if suffix:
         check_output_format(output, request.formats)
+
+
+def check_ray_options(request: TranscribeRequest) -> None:
+    """Usage errors of ``--ray`` and its flags, before any model loads: a bad address,
+    Ray not installed (the error names the extra), ``--ray-workers`` / ``--ray-threads``
+    without ``--ray`` or below 1, and ``--attention-png`` (local runs only)."""
+    if request.ray is None:
+        for flag, value in (("--ray-workers", request.ray_workers), ("--ray-threads", request.ray_threads)):
+            if value is not None:
+                raise ConfigError(f"{flag} applies to Ray runs; add --ray local, --ray auto or --ray ray://HOST:PORT")
+        return
+    from amtcli.ray_backend import check_address, import_ray
+
+    check_address(request.ray)
+    for flag, value in (("--ray-workers", request.ray_workers), ("--ray-threads", request.ray_threads)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be at least 1, got {value}")
+    if request.attention_png is not None:
+        raise ConfigError("--attention-png is written by local runs only; run it without --ray")
+    _ray_device(request.device)
+    import_ray()
 
 
 def check_decoding_values(request: TranscribeRequest) -> None:
@@ -399,8 +499,8 @@ def _progress(console):
     """An overall progress bar (hidden when the console is not a terminal)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("transcribing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, disable=not console.is_terminal, transient=True)
+    return Progress(TextColumn("transcribing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[hours]}"),
+                    TimeElapsedColumn(), console=console, disable=not console.is_terminal, transient=True)
 
 
 class BatchSummary:
@@ -412,6 +512,7 @@ class BatchSummary:
         self.audio_s = 0.0
         self.started = time.monotonic()
         self.shard = ""   #: "shard K/N: M of T files" when the batch is one part of several
+        self.backend = ""  #: "ray ADDRESS" when Ray workers ran the batch
 
     def add(self, audio_s: float, notes: int) -> None:
         self.done += 1
@@ -430,4 +531,4 @@ class BatchSummary:
                       f"{self.audio_s / 3600:.3f}", str(self.notes), f"{elapsed:.1f}", speed)
         console.print(table)
         console.print(f"{self.done}/{self.n_files} files transcribed, {self.skipped} skipped, {self.failed} failed"
-                      + (f" ({self.shard})" if self.shard else ""), soft_wrap=True)
+                      + "".join(f" ({part})" for part in (self.shard, self.backend) if part), soft_wrap=True)
