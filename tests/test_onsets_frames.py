@@ -72,6 +72,15 @@ def test_targets_mark_onsets_frames_offsets():
     assert t["frame"][48:, 0].all()  # runs past the crop end
 
 
+def test_a_note_that_began_before_the_crop_has_no_onset_in_it():
+    # A crop that starts 1 s into a held note: frames from the first frame, no onset at all
+    # (a negative slice end once marked most of the crop as onset).
+    t = frame_targets([Note(0.0, 3.0, 60), Note(1.02, 1.5, 64)], start_s=1.0, n_frames=100, frame_rate_hz=50.0)
+    assert t["frame"][:100, 39].all()
+    assert t["onset"][:, 39].sum() == 0
+    assert t["onset"][:, 43].sum() == 2 and t["onset"][1:3, 43].all()
+
+
 def test_train_step_clips_between_backward_and_step():
     torch.manual_seed(0)
     model = OnsetsFrames(SMALL)

@@ -40,8 +40,8 @@ def frame_targets(notes: list[Note], start_s: float, n_frames: int, frame_rate_h
         lo, hi = max(on, 0), min(off, n_frames)
         out["frame"][lo:hi, key] = 1.0
         out["velocity"][lo:hi, key] = note.velocity / 127.0
-        onset_lo, onset_hi = max(on, 0), min(on + ONSET_FRAMES, off, n_frames)
-        out["onset"][onset_lo:onset_hi, key] = 1.0
+        if on + ONSET_FRAMES > 0:   # (a note that began before the crop has no onset in it)
+            out["onset"][max(on, 0):min(on + ONSET_FRAMES, off, n_frames), key] = 1.0
         if off < n_frames:
             out["offset"][off, key] = 1.0
     return out
