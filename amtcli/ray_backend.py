@@ -95,7 +95,6 @@ class TranscriberWorker:
         from amtcli.audio import AudioStream
         from amtcli.batching import ReadAhead, transcribe_stream
 
-        warning = None
         try:
             stream = ReadAhead(AudioStream(job.path, self.model.features.sample_rate), self.spec.read_ahead_blocks)
         except AmtError as exc:
@@ -132,17 +131,20 @@ def connect(ray, address: str, num_cpus: int | None = None) -> bool:
 def pool_size(ray, device: str, threads: int, workers: int | None) -> int:
     """Workers to start: ``workers`` when given, else enough to fill the cluster (its GPUs
     for cuda, its CPUs / ``threads`` otherwise)."""
-    if workers is not None:
-        if workers < 1:
-            raise ConfigError(f"--ray-workers must be at least 1, got {workers}")
-        return workers
     resources = ray.cluster_resources()
-    if device == "cuda":
-        gpus = int(resources.get("GPU", 0))
-        if gpus < 1:
-            raise ConfigError("--device cuda was asked for but the Ray cluster has no GPU; use --device cpu")
-        return gpus
-    return max(1, int(resources.get("CPU", 1)) // threads)
+    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
+    if device == "cuda" and gpus < 1:
+        raise ConfigError("--device cuda was asked for but the Ray cluster has no GPU; use --device cpu")
+    if workers is None:
+        return gpus if device == "cuda" else max(1, cpus // threads)
+    if workers < 1:
+        raise ConfigError(f"--ray-workers must be at least 1, got {workers}")
+    if device == "cuda" and workers > gpus:
+        raise ConfigError(f"--ray-workers {workers} with --device cuda needs {workers} GPUs; the cluster has {gpus}")
+    if workers * threads > cpus:     # the extra workers would wait for CPUs forever
+        raise ConfigError(f"--ray-workers {workers} x --ray-threads {threads} needs {workers * threads} CPUs; "
+                          f"the cluster has {cpus}")
+    return workers
 
 
 def run_on_ray(jobs: list[FileJob], spec: WorkerSpec, address: str, workers: int | None = None,

@@ -172,3 +172,27 @@ def test_bad_ray_flags_are_refused_before_any_work(tmp_path, args, message):
     result = CliRunner().invoke(app, ["transcribe", str(inputs), "--output-dir", str(tmp_path / "out"), *args])
     assert result.exit_code == 2 and message in result.output, result.output
     assert not (tmp_path / "out").exists()
+
+
+class FakeCluster:
+    """Stands in for the ``ray`` module where only ``cluster_resources()`` is read."""
+
+    def __init__(self, cpus: int, gpus: int = 0):
+        self.resources = {"CPU": float(cpus), **({"GPU": float(gpus)} if gpus else {})}
+
+    def cluster_resources(self) -> dict:
+        return self.resources
+
+
+def test_the_default_pool_fills_the_cluster_and_asks_for_no_more_than_it_has():
+    from amtcli.errors import ConfigError
+    from amtcli.ray_backend import pool_size
+
+    assert pool_size(FakeCluster(8), "cpu", 1, None) == 8
+    assert pool_size(FakeCluster(8), "cpu", 3, None) == 2
+    assert pool_size(FakeCluster(8, gpus=2), "cuda", 1, None) == 2
+    assert pool_size(FakeCluster(8), "cpu", 2, 4) == 4
+    with pytest.raises(ConfigError, match="needs 10 CPUs; the cluster has 8"):
+        pool_size(FakeCluster(8), "cpu", 2, 5)
+    with pytest.raises(ConfigError, match="no GPU"):
+        pool_size(FakeCluster(8), "cuda", 1, None)
