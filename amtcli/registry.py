@@ -56,15 +56,15 @@ _ENTRIES: tuple[ModelEntry, ...] = (
     ModelEntry(
         name='onf',
         family='onf',
-        description='Onsets-and-Frames heads on the cnn trunk, 1.02 M parameters; starts notes from frames, onset head for re-attacks.',
+        description='Onsets-and-Frames heads on the cnn trunk with an onset stack, 1.16 M parameters; the most accurate bundled model on real recordings.',
         repo_id=None,
         revision=None,
         files=(
-            ModelFile('config.json', sha256='78e5dcf4e6a57267a061165b16644dd3aa794c099371678225d9e38bff18b0f9', size=1047),
-            ModelFile('model.safetensors', sha256='fa2691f253e22dae97ce66fd41a875c1fa7547ffdab8ec6dbc32ca9552979c2e', size=4090768),
-            ModelFile('README.md', sha256='65c43726be6124fd91d75b52d1b894b45b499ea90cf1e39a784819a71eefe81e', size=9833),
+            ModelFile('config.json', sha256='9de80e9af7badd87720186c23a31760beef0d7321e83d1f67d62988813aec984', size=1162),
+            ModelFile('model.safetensors', sha256='f4bd94d68ea725de733cc9a477aacb9a3be6d68cb3fe7bb9823077d9663c8b11', size=4652816),
+            ModelFile('README.md', sha256='3d85b8e3a8539394b2cfa8d55feb8838388398dd835c7f715dedb10dc2bc8c02', size=12213),
         ),
-        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.723, 'note-onset F1, realdev (Bach10, mean)': 0.669, 'frame F1, realdev': 0.863},
+        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.736, 'note-onset F1, realdev (Bach10 mixes, mean)': 0.712, 'note-onset F1, realdev-solo (Bach10 parts, mean)': 0.752},
     ),
     ModelEntry(
         name='ctc',
