@@ -46,13 +46,16 @@ class FamilySpec:
 
 
 def _onf() -> FamilySpec:
+    from functools import partial
+
     from amtcli.families.onsets_frames import OnsetsFrames, OnsetsFramesConfig, onsets_frames_loss
 
     return FamilySpec(
         "onf",
         lambda cfg: OnsetsFrames(OnsetsFramesConfig.from_dict(cfg)),
         lambda cfg: OnsetsFramesConfig.from_dict(cfg).features,
-        lambda cfg: onsets_frames_loss,
+        lambda cfg: partial(onsets_frames_loss,
+                            harmonic_negative_weight=OnsetsFramesConfig.from_dict(cfg).harmonic_negative_weight),
     )
 
 

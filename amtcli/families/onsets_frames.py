@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from amtcli.families.layers import FrequencyMaxPool
-from amtcli.families.losses import velocity_loss
+from amtcli.families.losses import frame_loss, velocity_loss
 from amtcli.families.config import FamilyConfig
 from amtcli.features import build_frontend, feature_shape, with_channels
 from amtcli.options import FeatureSpec
@@ -54,6 +54,8 @@ class OnsetsFramesConfig(FamilyConfig):
             on a log-mel of ``onset_n_bins`` bands over ``onset_n_fft`` samples per frame
             (same hop and frequency range as ``features``).
         onset_dim: features per frame of the onset stack.
+        harmonic_negative_weight: weight of the frame loss at silent keys that are
+            partials of a sounding note (:func:`~amtcli.families.losses.frame_loss`; 1: none).
     """
 
     features: FeatureSpec = FeatureSpec()
@@ -69,6 +71,7 @@ class OnsetsFramesConfig(FamilyConfig):
     onset_dim: int = 128
     onset_n_fft: int = 512
     onset_n_bins: int = 64
+    harmonic_negative_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.acoustic not in ("conv", "dilated"):
@@ -210,19 +213,22 @@ class OnsetsFrames(nn.Module):
         return torch.stack([probs[name] for name in self.CHANNELS], dim=-1)
 
 
-def onsets_frames_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def onsets_frames_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
+                       harmonic_negative_weight: float = 1.0) -> dict[str, torch.Tensor]:
     """Per-head losses (scalars) for logits ``outputs`` and 0/1 ``targets``, each (batch, n_frames, 88).
 
     Onset, offset and frame heads use binary cross-entropy; velocity is a squared
     error on velocity / 127, counted only at labelled onsets (as in Onsets-and-Frames).
     The onset term is weighted by ``ONSET_LOSS_WEIGHT``: with 0.3% positive frames the
     onset head otherwise lagged the frame head by more than 500 steps; scaling the
-    term (not the positives) keeps its probabilities calibrated.
+    term (not the positives) keeps its probabilities calibrated. The frame term weighs
+    silent keys at a sounding note's partials ``harmonic_negative_weight`` times
+    (:func:`~amtcli.families.losses.frame_loss`).
     """
     bce = nn.functional.binary_cross_entropy_with_logits
     return {
         "onset": ONSET_LOSS_WEIGHT * bce(outputs["onset"], targets["onset"]),
         "offset": bce(outputs["offset"], targets["offset"]),
-        "frame": bce(outputs["frame"], targets["frame"]),
+        "frame": frame_loss(outputs["frame"], targets["frame"], harmonic_negative_weight),
         "velocity": velocity_loss(outputs["velocity"], targets),
     }
