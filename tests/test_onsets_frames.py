@@ -200,3 +200,19 @@ def test_transcription_and_tuning_paths_decode_the_same_notes(random_onf_checkpo
         whole = decode_chunks(model, [np.concatenate(list(stitched_posteriors(model, audio)))], options)
         assert streamed and streamed == sorted(whole)
         assert streamed == sorted(transcribe(model, audio, replace(options), batch_windows=1).notes)
+
+
+def test_harmonic_negative_weight_makes_a_heard_partial_cost_more():
+    targets = {key: torch.zeros(1, 4, 88) for key in ("onset", "offset", "frame", "velocity")}
+    targets["frame"][0, :, 40] = 1.0                      # a note sounds at key 40
+    outputs = {key: torch.full((1, 4, 88), -6.0) for key in ("onset", "offset", "frame", "velocity")}
+    outputs["frame"][0, :, 40] = 6.0
+    outputs["frame"][0, :, 52] = 6.0                      # its octave (+12) heard as a note
+    def extra_cost() -> float:
+        loss = lambda weight: onsets_frames_loss(outputs, targets, harmonic_negative_weight=weight)["frame"]  # noqa: E731
+        return float(loss(3.0) - loss(1.0))
+
+    partial_heard = extra_cost()
+    outputs["frame"][0, :, 52] = -6.0
+    outputs["frame"][0, :, 45] = 6.0                      # a non-harmonic false note instead
+    assert partial_heard > 100 * extra_cost() > 0
