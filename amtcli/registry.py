@@ -88,7 +88,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='ec26b5d597d38f8d7dc65002e002441e37b3222dd02069d751bd6ef1dc358a56', size=1891),
             ModelFile('model.safetensors', sha256='ba51c5c2c3961928a0082593f8fb85f8c68c4be9b989190e2d59e74eab02e707', size=5987116),
-            ModelFile('README.md', sha256='db119a6893ac79faea377b7c88a56e5c1fa9cddda67078080c1a89b5de59b41b', size=29128),
+            ModelFile('README.md', sha256='3dded5c639fbc6ec57d80274eba7c72aeca38b4d489c8caa4f1a22ec9bb6e8c5', size=29467),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.72, 'note-onset F1, realdev (Bach10, mean)': 0.547, 'frame F1, realdev': 0.688, 'token F1, synthetic test': 0.765},
     ),
