@@ -156,6 +156,8 @@ def run_on_ray(jobs: list[FileJob], spec: WorkerSpec, address: str, workers: int
     worker died is handed out again (up to MAX_ATTEMPTS tries). Workers are stopped,
     and a ``local`` Ray instance shut down, when the generator ends or is closed.
     """
+    if not jobs:           # everything skipped: no cluster to start
+        return
     ray = import_ray()
     if spec.threads < 1:
         raise ConfigError(f"--ray-threads must be at least 1, got {spec.threads}")
@@ -165,7 +167,7 @@ def run_on_ray(jobs: list[FileJob], spec: WorkerSpec, address: str, workers: int
         n_workers = pool_size(ray, spec.device, spec.threads, workers)
         remote = ray.remote(TranscriberWorker).options(
             num_cpus=spec.threads, num_gpus=1 if spec.device == "cuda" else 0, max_restarts=-1, max_task_retries=0)
-        actors = [remote.remote(spec) for _ in range(min(n_workers, max(len(jobs), 1)))]
+        actors = [remote.remote(spec) for _ in range(min(n_workers, len(jobs)))]
         try:
             ray.get([actor.ready.remote() for actor in actors])
         except ray.exceptions.RayError as exc:

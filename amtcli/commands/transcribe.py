@@ -6,7 +6,8 @@ so memory stays flat with recording length; ``--jobs`` background threads decode
 resample the next files while the model runs, and windows from several files share
 model batches (:mod:`amtcli.batching`). Outputs are written with a temporary file
 and a rename, so an interrupted run leaves finished files complete and nothing
-half-written; ``--skip-existing`` resumes it.
+half-written; ``--skip-existing`` resumes it. With ``--ray`` the files go to Ray workers
+instead (:mod:`amtcli.ray_backend`); planning, naming and reporting stay here.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ import time
 from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Iterator
 
 from rich.markup import escape
 
 from amtcli.audio import AUDIO_SUFFIXES
-from typing import Iterator
-
 from amtcli.errors import AmtError, ConfigError, OutputError
 from amtcli.file_jobs import FileJob, FileOutcome, write_job_outputs
 
@@ -232,7 +232,7 @@ def run_transcribe(request: TranscribeRequest, console, err_console=None) -> int
 
     if request.ray is not None:
         summary.backend = f"ray {request.ray}"
-        outcomes = _ray_outcomes(request, options, [job for job, _, _ in todo])
+        outcomes = _ray_outcomes(request, [job for job, _, _ in todo])
     else:
         outcomes = _local_outcomes(model, options, request, todo)
     total_s = _audio_seconds([job.path for job, _, _ in todo]) if console.is_terminal else None
@@ -286,7 +286,7 @@ def _local_outcomes(model, options, request: TranscribeRequest,
             yield index, replace(outcome, warning=warnings.pop(index, None))
 
 
-def _ray_outcomes(request: TranscribeRequest, options, jobs: list[FileJob]) -> Iterator[tuple[int, FileOutcome]]:
+def _ray_outcomes(request: TranscribeRequest, jobs: list[FileJob]) -> Iterator[tuple[int, FileOutcome]]:
     """Run the jobs on Ray workers (:mod:`amtcli.ray_backend`) with absolute paths, and
     report them with the paths as the user gave them."""
     from amtcli.ray_backend import WorkerSpec, run_on_ray
