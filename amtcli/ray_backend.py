@@ -122,7 +122,7 @@ def connect(ray, address: str, num_cpus: int | None = None) -> bool:
     except ConnectionError as exc:
         raise ConfigError(f"--ray {address}: cannot connect to a Ray cluster ({exc}); start one with "
                           "`ray start --head`, or use --ray local") from None
-    except (RuntimeError, ValueError) as exc:
+    except Exception as exc:  # Ray raises many types here (RaySystemError, RuntimeError...): one line each
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"--ray {address}: {first}") from None
     return False
