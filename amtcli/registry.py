@@ -27,7 +27,7 @@ from amtcli.errors import ModelError
 from amtcli.model_files import (CARD_FILE, COMMIT_RE, CONFIG_FILE, HF_PREFIX, REPO_ID_RE,  # noqa: F401
                                 REQUIRED_FILES, WEIGHTS_FILE, ModelEntry, ModelFile, file_problem, sha256_of)
 
-DEFAULT_MODEL = "cnn"
+DEFAULT_MODEL = "onf"
 
 def _index(entries: tuple[ModelEntry, ...]) -> dict[str, ModelEntry]:
     registry: dict[str, ModelEntry] = {}
@@ -43,26 +43,26 @@ _ENTRIES: tuple[ModelEntry, ...] = (
     ModelEntry(
         name='cnn',
         family='cnn',
-        description='Frame-wise CNN, 0.69 M parameters, the fastest bundled model (default), trained not to hear partials as notes.',
+        description='Frame-wise CNN, 0.69 M parameters, the fastest bundled model, trained not to hear partials as notes.',
         repo_id=None,
         revision=None,
         files=(
             ModelFile('config.json', sha256='452e44b71e508161985a4e8932b15dcd0cb108bb698ba56e2e3f608d7fb35681', size=1097),
             ModelFile('model.safetensors', sha256='8756a4080086cf61810ac099d09735bd23b6f24bbfd41cf2d5590c39bcaef9cc', size=2764952),
-            ModelFile('README.md', sha256='5df59237e0374e8092f3a157c78a05e56e3b9176a580a20662ca79af6a42b4dd', size=11255),
+            ModelFile('README.md', sha256='8c0853f31767578ec3ce269bd9015d3363426d861555473d353f183f9e160b15', size=11245),
         ),
-        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.730, 'note-onset F1, realdev (Bach10 mixes, mean)': 0.694, 'note-onset F1, realdev-solo (Bach10 parts, mean)': 0.653},
+        metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.73, 'note-onset F1, realdev (Bach10 mixes, mean)': 0.694, 'note-onset F1, realdev-solo (Bach10 parts, mean)': 0.653},
     ),
     ModelEntry(
         name='onf',
         family='onf',
-        description='Onsets-and-Frames heads on the cnn trunk with an onset stack, 1.16 M parameters; the most accurate bundled model on real recordings.',
+        description='Onsets-and-Frames heads on the cnn trunk with an onset stack, 1.16 M parameters; the most accurate bundled model on real recordings (default).',
         repo_id=None,
         revision=None,
         files=(
             ModelFile('config.json', sha256='9de80e9af7badd87720186c23a31760beef0d7321e83d1f67d62988813aec984', size=1162),
             ModelFile('model.safetensors', sha256='f4bd94d68ea725de733cc9a477aacb9a3be6d68cb3fe7bb9823077d9663c8b11', size=4652816),
-            ModelFile('README.md', sha256='3d85b8e3a8539394b2cfa8d55feb8838388398dd835c7f715dedb10dc2bc8c02', size=12213),
+            ModelFile('README.md', sha256='f5e62ae36b36cad52274dfac958372e6102294b2413c16eae8d9ced285929575', size=12223),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.736, 'note-onset F1, realdev (Bach10 mixes, mean)': 0.712, 'note-onset F1, realdev-solo (Bach10 parts, mean)': 0.752},
     ),

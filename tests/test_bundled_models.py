@@ -30,8 +30,8 @@ MIN_ONSET_F1 = {
 NO_VELOCITY = {"seq2seq"}
 
 
-def test_cnn_is_the_default_and_every_model_is_bundled():
-    assert DEFAULT_MODEL == "cnn"
+def test_onf_is_the_default_and_every_model_is_bundled():
+    assert DEFAULT_MODEL == "onf"     # the most accurate on real recordings (README), >= 100x real time
     for model_name in available_models():
         name, folder = resolve_model(model_name)
         assert name == model_name and (folder / "model.safetensors").is_file()
