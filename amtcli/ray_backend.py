@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 from amtcli.errors import AmtError, ConfigError
@@ -73,8 +73,6 @@ class TranscriberWorker:
     """Holds one loaded model and transcribes whole files (a Ray actor's class)."""
 
     def __init__(self, spec: WorkerSpec):
-        from dataclasses import replace
-
         import torch
 
         from amtcli.checkpoint import load_checkpoint
@@ -105,17 +103,16 @@ class TranscriberWorker:
                                                     self.spec.batch_windows))
         finally:
             stream.close()
-        outcome = write_job_outputs(result, job, retry=attempt > 0)
-        return FileOutcome(outcome.error, outcome.written, outcome.duration_s, outcome.n_notes, warning)
+        return replace(write_job_outputs(result, job, retry=attempt > 0), warning=warning)
 
 
-def connect(ray, address: str, num_cpus: int | None = None) -> bool:
+def connect(ray, address: str) -> bool:
     """``ray.init`` for ``address``; returns True when this call started the Ray instance
     (``local``), which the caller then shuts down. Connection failures are one line."""
     quiet = {"log_to_driver": False, "logging_level": "ERROR"}
     try:
         if address == "local":
-            ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
                      _node_ip_address="127.0.0.1", **quiet)
             return True
         ray.init(address=address, **quiet)
@@ -137,8 +134,6 @@ def pool_size(ray, device: str, threads: int, workers: int | None) -> int:
         raise ConfigError("--device cuda was asked for but the Ray cluster has no GPU; use --device cpu")
     if workers is None:
         return gpus if device == "cuda" else max(1, cpus // threads)
-    if workers < 1:
-        raise ConfigError(f"--ray-workers must be at least 1, got {workers}")
     if device == "cuda" and workers > gpus:
         raise ConfigError(f"--ray-workers {workers} with --device cuda needs {workers} GPUs; the cluster has {gpus}")
     if workers * threads > cpus:     # the extra workers would wait for CPUs forever
@@ -159,8 +154,6 @@ def run_on_ray(jobs: list[FileJob], spec: WorkerSpec, address: str, workers: int
     if not jobs:           # everything skipped: no cluster to start
         return
     ray = import_ray()
-    if spec.threads < 1:
-        raise ConfigError(f"--ray-threads must be at least 1, got {spec.threads}")
     started = connect(ray, check_address(address))
     actors = []
     try:
