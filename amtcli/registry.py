@@ -62,7 +62,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='9de80e9af7badd87720186c23a31760beef0d7321e83d1f67d62988813aec984', size=1162),
             ModelFile('model.safetensors', sha256='f4bd94d68ea725de733cc9a477aacb9a3be6d68cb3fe7bb9823077d9663c8b11', size=4652816),
-            ModelFile('README.md', sha256='f5e62ae36b36cad52274dfac958372e6102294b2413c16eae8d9ced285929575', size=12223),
+            ModelFile('README.md', sha256='a69f7d6bb132963ee8ef3c727318a97c7d2f0e328036a4ca22bf3bfa9998a347', size=12571),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.736, 'note-onset F1, realdev (Bach10 mixes, mean)': 0.712, 'note-onset F1, realdev-solo (Bach10 parts, mean)': 0.752},
     ),
