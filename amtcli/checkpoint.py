@@ -281,6 +281,10 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
                                                    and hasattr(module, "onset_head")):
         raise ModelError(f"{folder / CONFIG_FILE}: onset_confirm_threshold needs a seq2seq model with an "
                          "onset-activity head; set it to 0 in the 'decode' section")
+    if decode.onset_support > 0 and (getattr(module, "OUTPUT", "frames") != "frames"
+                                     or "onset" not in getattr(module, "CHANNELS", ())):
+        raise ModelError(f"{folder / CONFIG_FILE}: onset_support needs a frame model with an onset head (onf); "
+                         "set it to 0 in the 'decode' section")
     windowing = payload.get("windowing", {})
     try:
         window_s, hop_s = float(windowing.get("window_s", 10.0)), float(windowing.get("hop_s", 5.0))

@@ -127,6 +127,11 @@ class DecodeOptions:
         note_start: for models with an onset head, "onset" starts notes only at onsets
             (Onsets-and-Frames rule); "frame" starts them where the frame probability
             rises and uses the onset head only to re-attack a held note.
+        onset_support: frame-start decoding of models with an onset head: a rise of the
+            frame probability starts a note only if the key's onset probability reaches
+            this value within :data:`~amtcli.decoding.frames.ONSET_SUPPORT_S` before or
+            after it (a softer demand than ``onset_threshold``: frames that rise with no
+            attack at all, such as a partial of a held note, start nothing); 0: off.
         beam_width: CTC models: 1 decodes the best path (greedy), more runs a prefix
             beam search with that many prefixes; seq2seq models: 1 decodes greedily,
             more runs a beam search over tokens with that many beams per window.
@@ -168,6 +173,7 @@ class DecodeOptions:
     gap_fill_s: float = 0.04
     reonset_threshold: float = 0.0
     note_start: str = "onset"
+    onset_support: float = 0.0
     beam_width: int = 1
     blank_offset: float = 0.0
     token_grammar: bool = True
@@ -181,7 +187,8 @@ class DecodeOptions:
     fusion_after_s: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("confirm_threshold", "end_threshold", "onset_confirm_threshold", "rise_threshold"):
+        for name in ("confirm_threshold", "end_threshold", "onset_confirm_threshold", "rise_threshold",
+                     "onset_support"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.beam_width < 1:

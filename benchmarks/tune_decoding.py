@@ -47,6 +47,8 @@ def main() -> None:
     parser.add_argument("--gap-fill", default="0.04", help="gap_fill_s values (frame-start decoding)")
     parser.add_argument("--reonset", default="0",
                         help="reonset_threshold values (frame-start decoding, with or without an onset head)")
+    parser.add_argument("--onset-support", default="0",
+                        help="onset_support values (frame-start decoding of models with an onset head; 0: off)")
     parser.add_argument("--blank-offset", default="0", help="blank_offset values (CTC models)")
     parser.add_argument("--token-grammar", default="on,off", help="seq2seq models: decode with / without the grammar")
     parser.add_argument("--confirm", default="0", help="seq2seq models: confirm_threshold values (0: off)")
@@ -129,20 +131,21 @@ def main() -> None:
                              map(float, args.frame.split(",")), map(float, args.min_duration.split(",")),
                              map(float, args.gap_fill.split(",") if not is_ctc else ["0"]),
                              map(float, args.reonset.split(",") if not is_ctc else ["0"]),
-                             map(float, args.blank_offset.split(",") if is_ctc else ["0"]))
-    for start, onset, frame, min_duration, gap_fill, reonset, blank_offset in grid:
-        if start == "onset" and reonset > 0:
-            continue                    # the onset rule has no frame re-onset
+                             map(float, args.blank_offset.split(",") if is_ctc else ["0"]),
+                             map(float, args.onset_support.split(",") if has_onsets else ["0"]))
+    for start, onset, frame, min_duration, gap_fill, reonset, blank_offset, support in grid:
+        if start == "onset" and (reonset > 0 or support > 0):
+            continue                    # the onset rule has no frame re-onset and needs no onset support
         options = DecodeOptions(onset_threshold=onset, frame_threshold=frame, min_duration_s=min_duration,
                                 gap_fill_s=gap_fill, reonset_threshold=reonset, note_start=start,
-                                blank_offset=blank_offset)
+                                blank_offset=blank_offset, onset_support=support)
         decoded = [decode_chunks(model, [p], options) for p in posteriors]
         results = [evaluate_notes(list(r.notes), notes, name=r.name) for r, notes in zip(recordings, decoded)]
         mean = mean_result(results)
         n_est, n_ref = sum(map(len, decoded)), sum(len(r.notes) for r in recordings)
         rows.append((options, mean.note_onset.f1, mean.note_offset.f1, mean.frame.f1))
         print(f"start {start:5s} onset {onset:.2f} frame {frame:.2f} min {min_duration:.2f} s "
-              f"gap {gap_fill:.2f} s reonset {reonset:.2f} blank {blank_offset:.1f}: "
+              f"gap {gap_fill:.2f} s reonset {reonset:.2f} blank {blank_offset:.1f} support {support:.2f}: "
               f"length ratio {n_est / max(n_ref, 1):.3f} "
               f"note-onset F1 {mean.note_onset.f1:.4f} "
               f"note-offset F1 {mean.note_offset.f1:.4f} frame F1 {mean.frame.f1:.4f}", flush=True)
@@ -151,6 +154,8 @@ def main() -> None:
               "frame_threshold": best.frame_threshold, "min_duration_s": best.min_duration_s,
               "gap_fill_s": best.gap_fill_s, "reonset_threshold": best.reonset_threshold,
               "blank_offset": best.blank_offset}
+    if has_onsets:
+        chosen["onset_support"] = best.onset_support
     report(args, chosen, best_f1, len(recordings))
 
 

@@ -210,3 +210,49 @@ def test_frame_rise_at_a_join_does_not_split_a_held_note():
     decoder.add_joins([30])
     assert spans(decoder.push(frames) + decoder.finish()) == [(0.2, 2.0, 60)]
     assert len(decode_frames(frames, options)) == 2
+
+
+def _decode_with_onsets(frames, onsets, options, cuts=()):
+    decoder = FrameOnlyDecoder(RATE, options)
+    notes, edges = [], [0, *cuts, len(frames)]
+    for a, b in zip(edges[:-1], edges[1:]):
+        notes += decoder.push(frames[a:b], onsets[a:b])
+    return spans(notes + decoder.finish())
+
+
+def test_onset_support_drops_frame_runs_that_rise_with_no_attack():
+    frames, onsets = empty(), empty()
+    frames[10:40, 39] = 0.9            # key 60: its onset probability peaks at 0.2, two frames after the rise
+    onsets[12, 39] = 0.2
+    frames[10:40, 51] = 0.9            # key 72 (a partial of 60): onset probability 0.05 at most
+    onsets[10, 51] = 0.05
+    frames[100:130, 39] = 0.9          # key 60 again: the onset comes 4 frames (80 ms) after the rise
+    onsets[104, 39] = 0.3
+    options = DecodeOptions(note_start="frame", onset_threshold=0.5, min_duration_s=0.0)
+    assert _decode_with_onsets(frames, onsets, options) == [(0.2, 0.8, 60), (0.2, 0.8, 72), (2.0, 2.6, 60)]
+    supported = DecodeOptions(note_start="frame", onset_threshold=0.5, min_duration_s=0.0, onset_support=0.1)
+    assert _decode_with_onsets(frames, onsets, supported) == [(0.2, 0.8, 60)]
+    # A run begun without support still starts a note at a later onset peak above onset_threshold.
+    onsets[115, 51] = 0.9
+    frames[100:130, 51] = 0.9
+    assert (2.3, 2.6, 72) in _decode_with_onsets(frames, onsets, supported)
+
+
+@pytest.mark.parametrize("cuts", [[1], [2, 3, 4], [9, 10, 11, 100, 101], list(range(5, 400, 7))])
+def test_onset_support_gives_the_same_notes_however_the_input_is_chunked(cuts):
+    rng = np.random.default_rng(3)
+    frames = (rng.random((400, 88)) > 0.6).astype(np.float32)
+    onsets = rng.random((400, 88)).astype(np.float32) ** 4
+    options = DecodeOptions(note_start="frame", gap_fill_s=0.04, min_duration_s=0.06, onset_support=0.3)
+    whole = _decode_with_onsets(frames, onsets, options)
+    assert whole != _decode_with_onsets(frames, onsets, DecodeOptions(note_start="frame", gap_fill_s=0.04,
+                                                                       min_duration_s=0.06))
+    assert _decode_with_onsets(frames, onsets, options, cuts) == whole
+
+
+def test_onset_support_looks_at_the_last_frames_of_a_file():
+    frames, onsets = empty(50), empty(50)
+    frames[47:50, 39] = 0.9
+    onsets[49, 39] = 0.3               # two frames after the rise, the file's last frame
+    options = DecodeOptions(note_start="frame", min_duration_s=0.0, onset_support=0.2)
+    assert _decode_with_onsets(frames, onsets, options) == [(0.94, 1.0, 60)]

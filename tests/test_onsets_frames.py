@@ -53,6 +53,25 @@ def test_checkpoint_round_trip_is_strict(tmp_path):
         load_checkpoint(tmp_path / "bad")
 
 
+def test_onset_support_in_a_checkpoint_needs_an_onset_head(tmp_path):
+    import json
+
+    from amtcli.families.framewise_cnn import FramewiseCNN, FramewiseCNNConfig
+
+    cnn_config = FramewiseCNNConfig(features=FeatureSpec(n_bins=64), stem_channels=4, model_dim=16, blocks=1,
+                                    dilations=(1, 2))
+    for family, config, model in (("onf", SMALL, OnsetsFrames(SMALL)),
+                                  ("cnn", cnn_config, FramewiseCNN(cnn_config))):
+        save_checkpoint(tmp_path / family, family, config.to_dict(), model)
+        path = tmp_path / family / "config.json"
+        payload = json.loads(path.read_text())
+        payload["decode"] = {"note_start": "frame", "onset_support": 0.1}
+        path.write_text(json.dumps(payload))
+    assert load_checkpoint(tmp_path / "onf").decode.onset_support == 0.1
+    with pytest.raises(ModelError, match="onset_support needs a frame model with an onset head"):
+        load_checkpoint(tmp_path / "cnn")
+
+
 def test_transcribe_random_model_covers_whole_file(random_onf_checkpoint):
     model = load_checkpoint(random_onf_checkpoint)
     audio = Audio(np.random.default_rng(0).normal(0, 0.1, 16000 * 23).astype(np.float32), 16000)

@@ -9,7 +9,10 @@ Two decoders share one per-pitch state machine (:class:`_RunTracker`):
 * :class:`FrameOnlyDecoder`: a note is a run of frames above ``frame_threshold``;
   gaps up to ``gap_fill_s`` are filled, notes shorter than ``min_duration_s`` are
   dropped, and with ``reonset_threshold`` > 0 a sharp rise in probability inside a
-  held note splits it.
+  held note splits it. Given onset probabilities, an onset peak inside a held note
+  re-attacks it, and with ``onset_support`` > 0 a run of frames starts a note only if
+  the onset probability reaches that value within ``ONSET_SUPPORT_S`` of its rise
+  (the decoder then holds back that many frames to see them).
 
 Both take (n, 88) chunks in order (``push``) and emit finished notes, then
 ``finish`` flushes; feeding one whole posteriorgram or many chunks gives the same
@@ -32,6 +35,9 @@ import numpy as np
 
 from amtcli.options import DecodeOptions
 from amtcli.types import N_KEYS, PIANO_LOW, FramePosteriors, Note
+
+ONSET_SUPPORT_S = 0.06
+"""How far (seconds, each side) from a frame rise ``onset_support`` looks for the onset."""
 
 
 class _RunTracker:
@@ -72,7 +78,8 @@ class _RunTracker:
         self.velocity[pitch] = velocity
         self.confidence[pitch] = confidence
 
-    def push(self, active: np.ndarray, starts: np.ndarray, velocity: np.ndarray, confidence: np.ndarray) -> None:
+    def push(self, active: np.ndarray, starts: np.ndarray, velocity: np.ndarray, confidence: np.ndarray,
+             rise_ok: np.ndarray | None = None) -> None:
         """Advance over one chunk.
 
         Args:
@@ -80,6 +87,8 @@ class _RunTracker:
             starts: (n, 88) bool, a note (re)starts here.
             velocity: (n, 88) velocity / 127 to give a note starting in that frame.
             confidence: (n, 88) confidence to give a note starting in that frame.
+            rise_ok: (n, 88) bool or None: where False, a rise of ``active`` opens no note
+                (None: every rise may, unless ``require_start``).
         """
         n = active.shape[0]
         at_join = np.zeros(n, dtype=bool)
@@ -104,7 +113,7 @@ class _RunTracker:
                 elif rising[t, pitch]:
                     if self.open_start[pitch] >= 0:
                         self.fell_at[pitch] = -1
-                    elif not self.require_start:
+                    elif not self.require_start and (rise_ok is None or rise_ok[t, pitch]):
                         self._open(pitch, frame, velocity[t, pitch], confidence[t, pitch])
                 elif falling[t, pitch] and self.open_start[pitch] >= 0:
                     self.fell_at[pitch] = frame
@@ -167,7 +176,7 @@ class OnsetFrameDecoder(_TrackedDecoder):
 
 
 class FrameOnlyDecoder(_TrackedDecoder):
-    """Threshold + gap filling + minimum duration (+ optional re-onset) decoding."""
+    """Threshold + gap filling + minimum duration (+ optional re-onset, onset support) decoding."""
 
     def __init__(self, frame_rate_hz: float, options: DecodeOptions = DecodeOptions()):
         self.options = options
@@ -179,15 +188,51 @@ class FrameOnlyDecoder(_TrackedDecoder):
         )
         self._prev_prob = np.zeros(N_KEYS, dtype=np.float32)
         self._prev_onset = np.zeros(N_KEYS, dtype=bool)
+        self._support_frames = int(round(ONSET_SUPPORT_S * frame_rate_hz))
+        self._held: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None   # frames not yet decoded
+        self._onset_history = np.zeros((self._support_frames, N_KEYS), dtype=np.float32)
 
     def push(self, frames: np.ndarray, onsets: np.ndarray | None = None,
              velocity: np.ndarray | None = None) -> list[Note]:
         """Feed (n, 88) frame probabilities; return finished notes.
 
         With ``onsets`` (n, 88), a rising edge of onset probability above
-        ``onset_threshold`` inside a held note re-attacks it; ``velocity`` (n, 88,
-        velocity / 127) gives each note the velocity of its first frame.
+        ``onset_threshold`` inside a held note re-attacks it (and ``onset_support``
+        applies); ``velocity`` (n, 88, velocity / 127) gives each note the velocity of
+        its first frame.
         """
+        vel = velocity if velocity is not None else np.full_like(frames, 80 / 127)
+        if onsets is None or self.options.onset_support <= 0:
+            self._decode(frames, onsets, vel, None)
+            return self._tracker.take()
+        if self._held is not None:
+            frames, onsets, vel = (np.concatenate([held, new]) for held, new in zip(self._held, (frames, onsets, vel)))
+        ready = len(frames) - self._support_frames
+        if ready <= 0:
+            self._held = (frames, onsets, vel)
+            return []
+        self._held = (frames[ready:], onsets[ready:], vel[ready:])
+        self._decode_supported(frames[:ready], onsets, vel[:ready])
+        return self._tracker.take()
+
+    def finish(self) -> list[Note]:
+        held, self._held = self._held, None
+        if held is not None and len(held[0]):
+            frames, onsets, vel = held
+            future = np.zeros((self._support_frames, N_KEYS), dtype=onsets.dtype)
+            self._decode_supported(frames, np.concatenate([onsets, future]), vel)
+        return self._tracker.finish()
+
+    def _decode_supported(self, frames: np.ndarray, onsets: np.ndarray, velocity: np.ndarray) -> None:
+        """Decode (n, 88) ``frames``; ``onsets`` has ``support_frames`` rows of look-ahead more."""
+        n, w = len(frames), self._support_frames
+        context = np.concatenate([self._onset_history, onsets.astype(np.float32)])   # frames -w .. n + w - 1
+        nearby = np.max(np.stack([context[k : k + n] for k in range(2 * w + 1)]), axis=0)
+        self._onset_history = context[n : n + w]
+        self._decode(frames, onsets[:n], velocity, nearby >= self.options.onset_support)
+
+    def _decode(self, frames: np.ndarray, onsets: np.ndarray | None, velocity: np.ndarray,
+                rise_ok: np.ndarray | None) -> None:
         active = frames >= self.options.frame_threshold
         if self.options.reonset_threshold > 0:
             previous = np.concatenate([self._prev_prob[None, :], frames[:-1]], axis=0)
@@ -199,11 +244,8 @@ class FrameOnlyDecoder(_TrackedDecoder):
             previous_onset = np.concatenate([self._prev_onset[None, :], onset_on[:-1]], axis=0)
             starts = starts | (active & onset_on & ~previous_onset)
             self._prev_onset = onset_on[-1].copy()
-        vel = velocity if velocity is not None else np.full_like(frames, 80 / 127)
-        self._tracker.push(active, starts, vel, frames)
+        self._tracker.push(active, starts, velocity, frames, rise_ok)
         self._prev_prob = frames[-1].astype(np.float32).copy()
-        return self._tracker.take()
-
 
 
 def decoder_for(frame_rate_hz: float, options: DecodeOptions, has_onsets: bool):
