@@ -106,3 +106,39 @@ def test_harmonic_negative_weight_raises_the_cost_of_hearing_a_partial():
                 for f in (partial_heard, other_heard)]
     assert torch.isclose(plain[0], plain[1])
     assert weighted[0] > 2 * weighted[1]
+
+
+def test_onset_readout_adds_an_onset_channel_learned_beside_the_frozen_trunk(tmp_path):
+    """The onset read-out is a third output; copied from a cnn without it and trained with
+    the trunk and frame read-out frozen, only the read-out moves and the frames stay."""
+    from amtcli.checkpoint import copy_weights
+    from amtcli.inference import stitched_posteriors as stitched
+
+    torch.manual_seed(0)
+    base = FramewiseCNN(SMALL)
+    save_checkpoint(tmp_path / "base", "cnn", SMALL.to_dict(), base)
+    config = FramewiseCNNConfig(**{**SMALL.__dict__, "onset_readout": True})
+    model = FramewiseCNN(config)
+    assert model.CHANNELS == ("frame", "onset", "velocity") and FramewiseCNN.CHANNELS == ("frame", "velocity")
+    trunk = ("norm", "transcriber.stem", "transcriber.project", "transcriber.blocks", "transcriber.frame",
+             "transcriber.velocity")
+    copy_weights(model, tmp_path / "base", trunk)
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad = name.startswith("transcriber.onset.")
+    model.eval()                                # batch norms keep their statistics
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    audio = torch.randn(2, 16000)
+    targets = {k: torch.from_numpy(v[None].repeat(2, 0)) for k, v in
+               frame_targets([Note(0.2, 0.6, 60)], 0.0, 50, 50.0).items()}
+    losses = framewise_cnn_loss(model(audio), targets)
+    assert set(losses) == {"frame", "velocity", "onset"}
+    train_step(model, framewise_cnn_loss, optimizer, audio, targets, 3.0)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("transcriber.onset."))
+    assert not torch.equal(before["transcriber.onset.2.weight"], after["transcriber.onset.2.weight"])
+    assert torch.equal(model(audio)["frame"], base.eval()(audio)["frame"])
+    save_checkpoint(tmp_path / "onset", "cnn", config.to_dict(), model)
+    loaded = load_checkpoint(tmp_path / "onset")
+    probs = np.concatenate(list(stitched(loaded, Audio(audio[0].numpy(), 16000))))
+    assert probs.shape == (50, 88, 3)

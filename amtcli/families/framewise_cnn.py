@@ -6,7 +6,8 @@ with skips that beat LSTM and attention variants in the study behind this family
 no dropout, which hurt it there). Each frame sees about +-0.6 s of context through
 the dilated layers instead of one isolated clip. The model is a multi-label
 classifier over the 88 keys; a linear velocity read-out rides along so MIDI files
-get dynamics.
+get dynamics. With ``onset_readout=True`` a small onset read-out of the same features
+rides along too (for decoding: re-attacks and ``onset_support``, not a second model).
 
 With ``reconstruction=True`` (Cheuk et al. 2021, spectrogram reconstruction), a
 second network rebuilds the normalised spectrum from the first posteriorgram, the
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from amtcli.families.layers import FrequencyMaxPool
-from amtcli.families.losses import frame_loss, velocity_loss
+from amtcli.families.losses import frame_loss, onset_loss, velocity_loss
 from amtcli.families.config import FamilyConfig
 from amtcli.features import build_frontend, feature_shape, with_channels
 from amtcli.options import FeatureSpec
@@ -45,6 +46,8 @@ class FramewiseCNNConfig(FamilyConfig):
         harmonic_negative_weight: training only: weight of the frame loss at silent keys
             that are partials of a sounding note (1: plain BCE; see
             :func:`amtcli.families.losses.frame_loss`).
+        onset_readout: add an onset output: a 3-frame convolution and a linear layer over
+            the trunk's features, trained with the onset BCE (as ``onf``'s onset term).
     """
 
     features: FeatureSpec = FeatureSpec(n_bins=128)
@@ -54,6 +57,7 @@ class FramewiseCNNConfig(FamilyConfig):
     dilations: tuple[int, ...] = (1, 2, 4)
     reconstruction: bool = False
     harmonic_negative_weight: float = 1.0
+    onset_readout: bool = False
 
 
 class ResidualBlock(nn.Module):
@@ -97,17 +101,23 @@ class TemporalTrunk(nn.Module):
 
 
 class Transcriber(TemporalTrunk):
-    """Normalised spectrum (batch, n_frames, n_bins, channels) -> (frame, velocity) logits,
-    each (batch, n_frames, 88)."""
+    """Normalised spectrum (batch, n_frames, n_bins, channels) -> ``{"frame", "velocity"}``
+    logits (and ``"onset"`` with ``onset_readout``), each (batch, n_frames, 88)."""
 
     def __init__(self, n_bins: int, in_channels: int, config: FramewiseCNNConfig):
         super().__init__(n_bins, in_channels, config.stem_channels, config.model_dim, config.blocks, config.dilations)
         self.frame = nn.Conv1d(config.model_dim, N_KEYS, 1)
         self.velocity = nn.Conv1d(config.model_dim, N_KEYS, 1)
+        if config.onset_readout:
+            self.onset = nn.Sequential(nn.Conv1d(config.model_dim, config.model_dim, 3, padding=1), nn.ReLU(),
+                                       nn.Conv1d(config.model_dim, N_KEYS, 1))
 
-    def forward(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, spec: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.features(spec)
-        return self.frame(x).transpose(1, 2), self.velocity(x).transpose(1, 2)
+        heads = {"frame": self.frame, "velocity": self.velocity}
+        if hasattr(self, "onset"):
+            heads["onset"] = self.onset
+        return {name: head(x).transpose(1, 2) for name, head in heads.items()}
 
 
 class Reconstructor(nn.Module):
@@ -130,18 +140,22 @@ class Reconstructor(nn.Module):
 class FramewiseCNN(nn.Module):
     """Audio (batch, n_samples) at ``features.sample_rate`` -> dict of logits.
 
-    Returns ``{"frame", "velocity"}``, each (batch, n_frames, 88); with reconstruction
+    Returns ``{"frame", "velocity"}`` (and ``"onset"`` with ``onset_readout``), each
+    (batch, n_frames, 88); with reconstruction
     also ``"frame_first"`` (first-pass logits), ``"spectrum"`` (normalised input) and
     ``"reconstruction"`` (its rebuild), each (batch, n_frames, n_bins, channels) for the
     spectra.
     """
 
-    #: Channel order of :meth:`posteriorgram`.
-    CHANNELS = ("frame", "velocity")
+    #: Channel order of :meth:`posteriorgram` (an instance with ``onset_readout`` has
+    #: ``("frame", "onset", "velocity")``).
+    CHANNELS: tuple[str, ...] = ("frame", "velocity")
 
     def __init__(self, config: FramewiseCNNConfig):
         super().__init__()
         self.config = config
+        if config.onset_readout:
+            self.CHANNELS = ("frame", "onset", "velocity")
         n_bins, channels = feature_shape(config.features)
         self.frontend = build_frontend(config.features)
         self.norm = nn.BatchNorm2d(channels)
@@ -155,17 +169,17 @@ class FramewiseCNN(nn.Module):
 
     def forward(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         spec = self.normalised_spectrum(audio)
-        frame, velocity = self.transcriber(spec)
+        first = self.transcriber(spec)
         if self.reconstructor is None:
-            return {"frame": frame, "velocity": velocity}
-        rebuilt = self.reconstructor(torch.sigmoid(frame))
-        frame_second, velocity_second = self.transcriber(rebuilt)
-        return {"frame": frame_second, "velocity": velocity_second, "frame_first": frame,
-                "spectrum": spec, "reconstruction": rebuilt}
+            return first
+        rebuilt = self.reconstructor(torch.sigmoid(first["frame"]))
+        return {**self.transcriber(rebuilt), "frame_first": first["frame"], "spectrum": spec,
+                "reconstruction": rebuilt}
 
     @torch.no_grad()
     def posteriorgram(self, audio: torch.Tensor) -> torch.Tensor:
-        """Audio (batch, n_samples) -> probabilities (batch, n_frames, 88, 2) in CHANNELS order."""
+        """Audio (batch, n_samples) -> probabilities (batch, n_frames, 88, len(CHANNELS)) in
+        CHANNELS order."""
         outputs = self(audio)
         return torch.stack([torch.sigmoid(outputs[name]) for name in self.CHANNELS], dim=-1)
 
@@ -174,13 +188,16 @@ def framewise_cnn_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torc
                        harmonic_negative_weight: float = 1.0) -> dict[str, torch.Tensor]:
     """Per-term losses (scalars): frame BCE (partials of sounding notes weighted by
     ``harmonic_negative_weight``), velocity squared error at labelled onsets
-    (velocity / 127), and with reconstruction the first pass's BCE and the L2 error of
-    the rebuilt spectrum. Targets are (batch, n_frames, 88)."""
+    (velocity / 127), with an onset read-out its weighted BCE
+    (:func:`~amtcli.families.losses.onset_loss`), and with reconstruction the first
+    pass's BCE and the L2 error of the rebuilt spectrum. Targets are (batch, n_frames, 88)."""
     bce = nn.functional.binary_cross_entropy_with_logits
     losses = {
         "frame": frame_loss(outputs["frame"], targets["frame"], harmonic_negative_weight),
         "velocity": velocity_loss(outputs["velocity"], targets),
     }
+    if "onset" in outputs:
+        losses["onset"] = onset_loss(outputs["onset"], targets["onset"])
     if "reconstruction" in outputs:
         losses["frame_first"] = bce(outputs["frame_first"], targets["frame"])
         losses["reconstruction"] = (outputs["reconstruction"] - outputs["spectrum"].detach()).square().mean()

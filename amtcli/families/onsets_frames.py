@@ -25,14 +25,13 @@ import torch
 from torch import nn
 
 from amtcli.families.layers import FrequencyMaxPool
-from amtcli.families.losses import frame_loss, velocity_loss
+from amtcli.families.losses import frame_loss, onset_loss, velocity_loss
 from amtcli.families.config import FamilyConfig
 from amtcli.features import build_frontend, feature_shape, with_channels
 from amtcli.options import FeatureSpec
 from amtcli.types import N_KEYS
 
 FAMILY = "onf"
-ONSET_LOSS_WEIGHT = 4.0
 
 
 @dataclass(frozen=True)
@@ -216,15 +215,13 @@ def onsets_frames_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torc
 
     Onset, offset and frame heads use binary cross-entropy; velocity is a squared
     error on velocity / 127, counted only at labelled onsets (as in Onsets-and-Frames).
-    The onset term is weighted by ``ONSET_LOSS_WEIGHT``: with 0.3% positive frames the
-    onset head otherwise lagged the frame head by more than 500 steps; scaling the
-    term (not the positives) keeps its probabilities calibrated. The frame term weighs
+    The onset term is weighted (:func:`~amtcli.families.losses.onset_loss`). The frame term weighs
     silent keys at a sounding note's partials ``harmonic_negative_weight`` times
     (:func:`~amtcli.families.losses.frame_loss`).
     """
     bce = nn.functional.binary_cross_entropy_with_logits
     return {
-        "onset": ONSET_LOSS_WEIGHT * bce(outputs["onset"], targets["onset"]),
+        "onset": onset_loss(outputs["onset"], targets["onset"]),
         "offset": bce(outputs["offset"], targets["offset"]),
         "frame": frame_loss(outputs["frame"], targets["frame"], harmonic_negative_weight),
         "velocity": velocity_loss(outputs["velocity"], targets),
