@@ -130,8 +130,9 @@ class DecodeOptions:
         onset_support: frame-start decoding of models with an onset head: a rise of the
             frame probability starts a note only if the key's onset probability reaches
             this value within :data:`~amtcli.decoding.frames.ONSET_SUPPORT_S` before or
-            after it (a softer demand than ``onset_threshold``: frames that rise with no
-            attack at all, such as a partial of a held note, start nothing); 0: off.
+            after it, or if the rise is sharp (a jump of ``reonset_threshold`` in one
+            frame starts a note anyway). Frames that fade in with no attack, such as a
+            partial of a held note, start nothing; 0: off.
         beam_width: CTC models: 1 decodes the best path (greedy), more runs a prefix
             beam search with that many prefixes; seq2seq models: 1 decodes greedily,
             more runs a beam search over tokens with that many beams per window.

@@ -256,3 +256,17 @@ def test_onset_support_looks_at_the_last_frames_of_a_file():
     onsets[49, 39] = 0.3               # two frames after the rise, the file's last frame
     options = DecodeOptions(note_start="frame", min_duration_s=0.0, onset_support=0.2)
     assert _decode_with_onsets(frames, onsets, options) == [(0.94, 1.0, 60)]
+
+
+def test_a_sharp_frame_rise_starts_a_note_without_onset_support():
+    frames, onsets = empty(), empty()
+    frames[10:40, 39] = 0.9            # jumps from 0 to 0.9 in one frame, no onset at all
+    frames[60:65, 41] = [0.3, 0.45, 0.6, 0.75, 0.9]
+    frames[65:90, 41] = 0.9            # fades in by 0.15 a frame, no onset
+    plain = DecodeOptions(note_start="frame", min_duration_s=0.0, frame_threshold=0.4)
+    assert _decode_with_onsets(frames, onsets, plain) == [(0.2, 0.8, 60), (1.22, 1.8, 62)]
+    supported = DecodeOptions(note_start="frame", min_duration_s=0.0, frame_threshold=0.4, onset_support=0.1)
+    assert _decode_with_onsets(frames, onsets, supported) == []
+    sharp = DecodeOptions(note_start="frame", min_duration_s=0.0, frame_threshold=0.4, onset_support=0.1,
+                          reonset_threshold=0.2)
+    assert _decode_with_onsets(frames, onsets, sharp) == [(0.2, 0.8, 60)]

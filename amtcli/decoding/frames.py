@@ -11,8 +11,10 @@ Two decoders share one per-pitch state machine (:class:`_RunTracker`):
   dropped, and with ``reonset_threshold`` > 0 a sharp rise in probability inside a
   held note splits it. Given onset probabilities, an onset peak inside a held note
   re-attacks it, and with ``onset_support`` > 0 a run of frames starts a note only if
-  the onset probability reaches that value within ``ONSET_SUPPORT_S`` of its rise
-  (the decoder then holds back that many frames to see them).
+  the onset probability reaches that value within ``ONSET_SUPPORT_S`` of its rise, or
+  if it rises sharply (by ``reonset_threshold`` in one frame, which starts a note
+  anyway); the decoder then holds back that many frames to see them. What it drops
+  are runs that fade in with no attack, such as a partial of a held note.
 
 Both take (n, 88) chunks in order (``push``) and emit finished notes, then
 ``finish`` flushes; feeding one whole posteriorgram or many chunks gives the same
