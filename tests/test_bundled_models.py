@@ -21,8 +21,8 @@ from amtcli.registry import DEFAULT_MODEL, available_models, resolve_model
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 #: Per bundled model: the note-onset F1 it must reach on the example (measured value in the comment).
 MIN_ONSET_F1 = {
-    "onf": 0.70,  # measured 0.874 on 2026-12-01 late evening (onf heads on the cnn trunk)
-    "cnn": 0.70,  # measured 0.835 on 2026-12-01 (five-soundfonts corpus, stronger augmentation)
+    "onf": 0.70,  # measured 0.861 on 2026-12-05 night (onset stack, onset support)
+    "cnn": 0.70,  # measured 0.831 on 2026-12-05 night (stage 5: onset read-out, onset support)
     "ctc": 0.70,  # measured 0.788 on 2026-12-01 afternoon (fine-tuned; greedy, blank offset 1.5)
     "seq2seq": 0.45,  # measured 0.589 on 2026-12-01 (greedy, no grammar)
 }
