@@ -283,7 +283,8 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
                          "onset-activity head; set it to 0 in the 'decode' section")
     if decode.onset_support > 0 and (getattr(module, "OUTPUT", "frames") != "frames"
                                      or "onset" not in getattr(module, "CHANNELS", ())):
-        raise ModelError(f"{folder / CONFIG_FILE}: onset_support needs a frame model with an onset head (onf); "
+        raise ModelError(f"{folder / CONFIG_FILE}: onset_support needs a frame model with an onset head (onf, or "
+                         "cnn with onset_readout); "
                          "set it to 0 in the 'decode' section")
     windowing = payload.get("windowing", {})
     try:

@@ -93,8 +93,7 @@ def transcribe(
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Resume: skip inputs whose outputs all exist, write only the missing outputs of the others."),
     onset_threshold: Optional[float] = typer.Option(
         None, help="Onset probability that starts or re-attacks a note (default: tuned per model; the "
-                   "bundled onf starts notes from frames and uses 0.9 only for re-attacks, so higher "
-                   "values change little there)."),
+                   "bundled cnn and onf start notes where frames rise and use it only for re-attacks)."),
     frame_threshold: Optional[float] = typer.Option(
         None, help="Frame probability that keeps a note sounding (default: tuned per model)."),
     beam_width: Optional[int] = typer.Option(

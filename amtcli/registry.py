@@ -49,7 +49,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='ff8ef4a7cb801bcb08560226054824c8920494d7796945eb87d954f45f767f3c', size=1151),
             ModelFile('model.safetensors', sha256='aea0271b2b9282cd3e6abfb79fe539d748fa991e592e8c70ae3d4efa41cb7fdb', size=3007856),
-            ModelFile('README.md', sha256='d4d914ab6dbb24f6836f7facf8cb41aa697be5fe87c4fd274e91f13dd33edc71', size=16057),
+            ModelFile('README.md', sha256='a25f8777320cc7bf2a028b2b2ff8410fe39f1cf410ea85161f61f9be7a38f6e6', size=16048),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.749, 'note-onset F1, realdev (Bach10 mixes, mean)': 0.758, 'note-onset F1, realdev-solo (Bach10 parts, mean)': 0.777},
     ),

@@ -180,7 +180,8 @@ def test_output_option_mistakes_are_usage_errors(tmp_path, random_onf_checkpoint
 
 
 def test_decoding_flags_a_model_does_not_use_are_refused(tmp_path, random_onf_checkpoint):
-    """cnn has no onset head and frame models no beam search: the flags would do nothing."""
+    """A cnn without an onset read-out has no onset head and frame models no beam search: the
+    flags would do nothing."""
     from amtcli.checkpoint import save_checkpoint
     from amtcli.families.framewise_cnn import FramewiseCNN, FramewiseCNNConfig
 

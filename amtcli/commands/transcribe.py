@@ -410,7 +410,7 @@ def check_decoding_values(request: TranscribeRequest) -> None:
 
 def check_decoding_flags(request: TranscribeRequest, model) -> None:
     """Refuse decoding flags the model does not use, instead of ignoring them: the onset
-    threshold needs an onset head (``onf``), the frame threshold frame or CTC outputs
+    threshold needs an onset head (``onf``, a ``cnn`` with ``onset_readout``), the frame threshold frame or CTC outputs
     with a frame head (not ``seq2seq``), the beam width a CTC or seq2seq model."""
     from amtcli.inference import output_kind
 
@@ -425,7 +425,7 @@ def check_decoding_flags(request: TranscribeRequest, model) -> None:
              "--beam-width": request.beam_width}
     for flag, value in given.items():
         if value is not None and not uses[flag]:
-            users = {"--onset-threshold": "models with an onset head (onf)",
+            users = {"--onset-threshold": "models with an onset head (onf, the bundled cnn)",
                      "--frame-threshold": "frame and CTC models (cnn, onf, ctc)",
                      "--beam-width": "ctc and seq2seq models"}[flag]
             raise ConfigError(f"{flag} has no effect on {request.model!r} ({model.family} model); "
