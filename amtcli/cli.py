@@ -96,6 +96,10 @@ def transcribe(
                    "bundled cnn and onf start notes where frames rise and use it only for re-attacks)."),
     frame_threshold: Optional[float] = typer.Option(
         None, help="Frame probability that keeps a note sounding (default: tuned per model)."),
+    onset_support: Optional[float] = typer.Option(
+        None, "--onset-support", help="Models with an onset head that start notes where frames rise (the bundled "
+                                      "cnn and onf): onset probability a note that fades in needs within 60 ms "
+                                      "of its start (0: off; default: tuned per model)."),
     beam_width: Optional[int] = typer.Option(
         None, "--beam-width", help="CTC and seq2seq models: beam width (1 = greedy; default from the checkpoint)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Files decoded and resampled ahead in background threads."),
@@ -122,7 +126,7 @@ def transcribe(
             inputs=tuple(inputs), output=output, output_dir=output_dir, model=model,
             formats=parse_formats(formats) if formats else None, overwrite=overwrite, device=device,
             recursive=recursive, skip_existing=skip_existing, onset_threshold=onset_threshold,
-            frame_threshold=frame_threshold, beam_width=beam_width, jobs=jobs, attention_png=attention_png,
+            frame_threshold=frame_threshold, onset_support=onset_support, beam_width=beam_width, jobs=jobs, attention_png=attention_png,
             shard=parse_shard(shard) if shard is not None else None, ray=ray, ray_workers=ray_workers,
             ray_threads=ray_threads,
         )

@@ -200,6 +200,35 @@ def test_decoding_flags_a_model_does_not_use_are_refused(tmp_path, random_onf_ch
     assert result.exit_code == 2 and "--onset-threshold must be between 0 and 1" in result.output
 
 
+def test_onset_support_flag_overrides_the_checkpoint_or_is_refused(tmp_path, random_onf_checkpoint):
+    """--onset-support replaces the tuned value of a model that starts notes where frames
+    rise (the bundled cnn), and is refused where it would do nothing."""
+    import csv
+
+    from amtcli.checkpoint import save_checkpoint
+    from amtcli.families.framewise_cnn import FramewiseCNN, FramewiseCNNConfig
+
+    t = np.arange(6 * 16000) / 16000
+    fade_in = np.where(t < 1.0, 0.0, np.minimum(1.0, (t - 1.0) / 2.5)) ** 2     # from 1 s over 2.5 s
+    tone = 0.15 * fade_in * sum(np.sin(2 * np.pi * 220 * k * t) / k for k in range(1, 8))
+    sf.write(tmp_path / "fade.wav", tone.astype(np.float32), 16000)
+    counts = {}
+    for value in ("0", "0.99"):
+        result = invoke("transcribe", tmp_path / "fade.wav", "--model", "cnn", "--onset-support", value,
+                        "-o", tmp_path / f"{value}.csv")
+        assert result.exit_code == 0, result.output
+        with open(tmp_path / f"{value}.csv", newline="") as handle:
+            counts[value] = len(list(csv.DictReader(handle)))
+    assert counts["0"] > counts["0.99"]             # the fade-in has no onset near 0.99
+    result = invoke("transcribe", tmp_path / "fade.wav", "--model", "cnn", "--onset-support", "1")
+    assert result.exit_code == 2 and "--onset-support must be at least 0 and below 1" in result.output
+    config = FramewiseCNNConfig(stem_channels=4, model_dim=16, blocks=1, dilations=(1,))
+    save_checkpoint(tmp_path / "plain-cnn", "cnn", config.to_dict(), FramewiseCNN(config))
+    for model in (tmp_path / "plain-cnn", random_onf_checkpoint):      # no onset head; onset-start decoding
+        result = invoke("transcribe", tmp_path / "fade.wav", "--model", model, "--onset-support", "0.1")
+        assert result.exit_code == 2 and "--onset-support has no effect" in result.output
+
+
 def test_skip_existing_writes_only_the_missing_outputs(tmp_path, random_onf_checkpoint):
     songs = tmp_path / "songs"
     songs.mkdir()

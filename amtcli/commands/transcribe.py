@@ -42,6 +42,7 @@ class TranscribeRequest:
     onset_threshold: float | None
     frame_threshold: float | None
     beam_width: int | None = None
+    onset_support: float | None = None
     jobs: int = 1
     batch_windows: int = 4  #: windows per model call: 4 keeps peak memory near a 10 s file's
     attention_png: Path | None = None
@@ -176,7 +177,7 @@ def run_transcribe(request: TranscribeRequest, console, err_console=None) -> int
     name, folder = resolve_model(request.model)
     model = load_checkpoint(folder, device, name=name)
     overrides = {"onset_threshold": request.onset_threshold, "frame_threshold": request.frame_threshold,
-                 "beam_width": request.beam_width}
+                 "beam_width": request.beam_width, "onset_support": request.onset_support}
     check_decoding_flags(request, model)
     options = replace(model.decode, **{k: v for k, v in overrides.items() if v is not None})
     if request.attention_png is not None and getattr(model.module, "OUTPUT", "") != "tokens":
@@ -298,7 +299,7 @@ def _ray_outcomes(request: TranscribeRequest, jobs: list[FileJob]) -> Iterator[t
 
     model_ref = os.path.abspath(request.model) if Path(request.model).exists() else request.model
     changed = (("onset_threshold", request.onset_threshold), ("frame_threshold", request.frame_threshold),
-               ("beam_width", request.beam_width))
+               ("beam_width", request.beam_width), ("onset_support", request.onset_support))
     spec = WorkerSpec(model_ref, _ray_device(request.device), request.ray_threads or 1,
                       tuple((name, value) for name, value in changed if value is not None), request.batch_windows)
     outcomes = run_on_ray([absolute(job) for job in jobs], spec, request.ray, request.ray_workers)
@@ -406,12 +407,15 @@ def check_decoding_values(request: TranscribeRequest) -> None:
             raise ConfigError(f"{flag} must be between 0 and 1 (exclusive), got {value}")
     if request.beam_width is not None and request.beam_width < 1:
         raise ConfigError(f"--beam-width must be at least 1, got {request.beam_width}")
+    if request.onset_support is not None and not 0.0 <= request.onset_support < 1.0:
+        raise ConfigError(f"--onset-support must be at least 0 and below 1, got {request.onset_support}")
 
 
 def check_decoding_flags(request: TranscribeRequest, model) -> None:
     """Refuse decoding flags the model does not use, instead of ignoring them: the onset
-    threshold needs an onset head (``onf``, a ``cnn`` with ``onset_readout``), the frame threshold frame or CTC outputs
-    with a frame head (not ``seq2seq``), the beam width a CTC or seq2seq model."""
+    threshold needs an onset head (``onf``, a ``cnn`` with ``onset_readout``), onset support
+    one whose notes start where frames rise, the frame threshold frame or CTC outputs with
+    a frame head (not ``seq2seq``), the beam width a CTC or seq2seq model."""
     from amtcli.inference import output_kind
 
     kind = output_kind(model)
@@ -420,14 +424,17 @@ def check_decoding_flags(request: TranscribeRequest, model) -> None:
         "--onset-threshold": kind == "frames" and "onset" in channels,
         "--frame-threshold": kind in ("frames", "ctc"),
         "--beam-width": kind in ("ctc", "tokens"),
+        "--onset-support": kind == "frames" and "onset" in channels and model.decode.note_start == "frame",
     }
     given = {"--onset-threshold": request.onset_threshold, "--frame-threshold": request.frame_threshold,
-             "--beam-width": request.beam_width}
+             "--beam-width": request.beam_width, "--onset-support": request.onset_support}
     for flag, value in given.items():
         if value is not None and not uses[flag]:
             users = {"--onset-threshold": "models with an onset head (onf, the bundled cnn)",
                      "--frame-threshold": "frame and CTC models (cnn, onf, ctc)",
-                     "--beam-width": "ctc and seq2seq models"}[flag]
+                     "--beam-width": "ctc and seq2seq models",
+                     "--onset-support": "models with an onset head that start notes where frames rise "
+                                        "(the bundled cnn and onf)"}[flag]
             raise ConfigError(f"{flag} has no effect on {request.model!r} ({model.family} model); "
                               f"it applies to {users}")
 
