@@ -49,7 +49,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='ff8ef4a7cb801bcb08560226054824c8920494d7796945eb87d954f45f767f3c', size=1151),
             ModelFile('model.safetensors', sha256='aea0271b2b9282cd3e6abfb79fe539d748fa991e592e8c70ae3d4efa41cb7fdb', size=3007856),
-            ModelFile('README.md', sha256='f7620773bfbbacd05d03cf70b8720cab4d531a09b2dce90f1d1335335eac0e62', size=16034),
+            ModelFile('README.md', sha256='52e7e747d0bc7b459936b1cc9e1ce1cf33536832ff2b94f50e3ebe3dba47fc64', size=16225),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.749, 'note-onset F1, realdev (Bach10 mixes, mean)': 0.758, 'note-onset F1, realdev-solo (Bach10 parts, mean)': 0.777},
     ),
@@ -62,7 +62,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         files=(
             ModelFile('config.json', sha256='c7f43b036db75754275e120f94128526684fab30c68487df8737376885d6bc6c', size=1176),
             ModelFile('model.safetensors', sha256='f4bd94d68ea725de733cc9a477aacb9a3be6d68cb3fe7bb9823077d9663c8b11', size=4652816),
-            ModelFile('README.md', sha256='efbfd044ef9b51fde7cc53e187a12a2e53a43e78317d6ce57923ae8fcb28b947', size=15928),
+            ModelFile('README.md', sha256='0242e7e805aaeba1d2fed660c5b470cf9f4e7857eef183ad9120b86dccc45c83', size=15981),
         ),
         metrics={'note-onset F1, synthetic test (held-out soundfont)': 0.774, 'note-onset F1, realdev (Bach10 mixes, mean)': 0.736, 'note-onset F1, realdev-solo (Bach10 parts, mean)': 0.79},
     ),

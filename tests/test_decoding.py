@@ -213,11 +213,7 @@ def test_frame_rise_at_a_join_does_not_split_a_held_note():
 
 
 def _decode_with_onsets(frames, onsets, options, cuts=()):
-    decoder = FrameOnlyDecoder(RATE, options)
-    notes, edges = [], [0, *cuts, len(frames)]
-    for a, b in zip(edges[:-1], edges[1:]):
-        notes += decoder.push(frames[a:b], onsets[a:b])
-    return spans(notes + decoder.finish())
+    return _decode(FrameOnlyDecoder, options, frames, onsets, [], cuts)
 
 
 def test_onset_support_drops_frame_runs_that_rise_with_no_attack():
